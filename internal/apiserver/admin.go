@@ -1,0 +1,394 @@
+package apiserver
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/vmssd/vmssd/internal/auth"
+	"github.com/vmssd/vmssd/internal/catalog"
+	"github.com/vmssd/vmssd/internal/errs"
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/store"
+)
+
+// Operator APIs: platform images (Microsoft.Compute.Admin style), artifact
+// upload, subscriptions (Microsoft.Subscriptions.Admin style) and principals.
+
+type adminImageBody struct {
+	ID         string `json:"id,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Type       string `json:"type,omitempty"`
+	Location   string `json:"location,omitempty"`
+	Properties struct {
+		OSDisk struct {
+			OSType string `json:"osType"`
+			URI    string `json:"uri"`
+		} `json:"osDisk"`
+		ProvisioningState string `json:"provisioningState,omitempty"`
+		Digest            string `json:"digest,omitempty"`
+		Size              int64  `json:"sizeBytes,omitempty"`
+	} `json:"properties"`
+}
+
+func adminImageID(sub, loc string, v *model.ImageVersion) string {
+	return "/subscriptions/" + sub + "/providers/Microsoft.Compute.Admin/locations/" + loc +
+		"/artifactTypes/platformImage/publishers/" + v.Publisher + "/offers/" + v.Offer + "/skus/" + v.SKU + "/versions/" + v.Version
+}
+
+func (s *Server) renderAdminImage(sub string, v *model.ImageVersion) adminImageBody {
+	var b adminImageBody
+	b.ID = adminImageID(sub, s.opts.Location, v)
+	b.Name = v.Version
+	b.Type = "Microsoft.Compute.Admin/locations/artifactTypes/platformImage"
+	b.Location = s.opts.Location
+	b.Properties.OSDisk.OSType = v.OSType
+	b.Properties.OSDisk.URI = "artifact:" + v.Digest
+	b.Properties.ProvisioningState = "Succeeded"
+	b.Properties.Digest = v.Digest
+	b.Properties.Size = v.Size
+	return b
+}
+
+var imageNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (s *Server) adminPutImage(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ctx := r.Context()
+	pub, offer, sku, ver := rc.v("pub"), rc.v("offer"), rc.v("sku"), rc.v("ver")
+	for _, p := range []struct{ name, v string }{{"publisher", pub}, {"offer", offer}, {"sku", sku}} {
+		if !imageNameRE.MatchString(p.v) {
+			return errs.InvalidParameter(p.name, "The %s '%s' is not valid.", p.name, p.v)
+		}
+	}
+	if !catalog.ValidVersion(ver) {
+		return errs.InvalidParameter("version", "The version '%s' is not valid: use Major.Minor.Build.", ver)
+	}
+	if !strings.EqualFold(rc.v("loc"), s.opts.Location) {
+		return errs.InvalidParameter("location", "The location '%s' is not available; this cloud's location is '%s'.", rc.v("loc"), s.opts.Location)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in adminImageBody
+	if body == nil {
+		return errs.New(errs.Invalid, "InvalidRequestContent", "The request content is missing.")
+	}
+	if err := decode(body, &in); err != nil {
+		return err
+	}
+	if in.Properties.OSDisk.URI == "" {
+		return errs.InvalidParameter("properties.osDisk.uri", "Required parameter 'osDisk.uri' is missing.")
+	}
+	digest, size, osType, err := s.opts.Artifacts.ImportURI(ctx, in.Properties.OSDisk.URI)
+	if err != nil {
+		return err
+	}
+	if t := in.Properties.OSDisk.OSType; t != "" {
+		if !oneOf(t, "Linux", "Windows") {
+			return errs.InvalidParameter("properties.osDisk.osType", "The osType '%s' is not valid: Linux or Windows.", t)
+		}
+		osType = t
+	}
+	v := &model.ImageVersion{Publisher: pub, Offer: offer, SKU: sku, Version: ver, Location: s.opts.Location, OSType: osType, Digest: digest, Size: size, Created: s.opts.Now()}
+	key := model.ImageKey(pub, offer, sku, ver)
+	status := http.StatusCreated
+	if cur, _, err := state.Get[model.ImageVersion](ctx, s.opts.Store, key); err == nil {
+		status = http.StatusOK
+		v.Created = cur.Created
+		if cur.Digest != digest {
+			// Re-publishing a version number with other bytes (V2): the
+			// operator must delete it first, as on Azure Stack.
+			return errs.New(errs.Conflict, "Conflict", "Image version %s:%s:%s:%s already exists with other content; delete it first.", pub, offer, sku, ver)
+		}
+	}
+	if _, err := s.opts.Store.Txn(ctx, nil, state.PutOp(key, v)); err != nil {
+		return err
+	}
+	writeJSON(w, status, s.renderAdminImage(rc.v("sub"), v))
+	return nil
+}
+
+func (s *Server) adminGetImage(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	v, _, err := state.Get[model.ImageVersion](r.Context(), s.opts.Store, model.ImageKey(rc.v("pub"), rc.v("offer"), rc.v("sku"), rc.v("ver")))
+	if errors.Is(err, store.ErrNotFound) {
+		return errs.New(errs.NotFound, "NotFound", "Artifact: VMImage was not found.")
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.renderAdminImage(rc.v("sub"), v))
+	return nil
+}
+
+func (s *Server) adminDeleteImage(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	key := model.ImageKey(rc.v("pub"), rc.v("offer"), rc.v("sku"), rc.v("ver"))
+	if _, err := s.opts.Store.Get(r.Context(), key); errors.Is(err, store.ErrNotFound) {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	if _, err := s.opts.Store.Txn(r.Context(), nil, store.Delete(key)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) adminListImages(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	vs, _, err := state.List[model.ImageVersion](r.Context(), s.opts.Store, model.PrefixImages)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Value []adminImageBody `json:"value"`
+	}{Value: []adminImageBody{}}
+	for _, v := range vs {
+		out.Value = append(out.Value, s.renderAdminImage(rc.v("sub"), v))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// adminUploadArtifact stores an artifact sent as the request body and
+// returns the URI an image version (or osDisk.image.uri) can point at.
+func (s *Server) adminUploadArtifact(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<30)
+	digest, size, osType, err := s.opts.Artifacts.Import(r.Context(), r.Body)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"uri": "artifact:" + digest, "digest": digest, "sizeBytes": size, "osType": osType})
+	return nil
+}
+
+type adminSubscriptionBody struct {
+	ID             string `json:"id"`
+	SubscriptionID string `json:"subscriptionId"`
+	DisplayName    string `json:"displayName"`
+	State          string `json:"state"`
+}
+
+var subIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+
+func renderAdminSub(sub *model.Subscription) adminSubscriptionBody {
+	return adminSubscriptionBody{ID: "/subscriptions/" + sub.ID, SubscriptionID: sub.ID, DisplayName: sub.DisplayName, State: sub.State}
+}
+
+func (s *Server) adminPutSubscription(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	id := rc.v("id")
+	if !subIDRE.MatchString(id) {
+		return errs.InvalidParameter("subscriptionId", "The subscription id '%s' is not valid.", id)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		DisplayName string `json:"displayName"`
+		Properties  struct {
+			DisplayName string `json:"displayName"`
+		} `json:"properties"`
+	}
+	if body != nil {
+		if err := decode(body, &in); err != nil {
+			return err
+		}
+	}
+	name := in.DisplayName
+	if name == "" {
+		name = in.Properties.DisplayName
+	}
+	if name == "" {
+		name = id
+	}
+	key := model.SubscriptionKey(id)
+	status := http.StatusCreated
+	sub := &model.Subscription{ID: strings.ToLower(id), DisplayName: name, State: "Enabled", Created: s.opts.Now()}
+	if cur, _, err := state.Get[model.Subscription](r.Context(), s.opts.Store, key); err == nil {
+		status = http.StatusOK
+		sub.Created = cur.Created
+	}
+	if _, err := s.opts.Store.Txn(r.Context(), nil, state.PutOp(key, sub)); err != nil {
+		return err
+	}
+	writeJSON(w, status, renderAdminSub(sub))
+	return nil
+}
+
+func (s *Server) adminGetSubscription(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	sub, _, err := state.Get[model.Subscription](r.Context(), s.opts.Store, model.SubscriptionKey(rc.v("id")))
+	if errors.Is(err, store.ErrNotFound) {
+		return errs.New(errs.NotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", rc.v("id"))
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderAdminSub(sub))
+	return nil
+}
+
+func (s *Server) adminListSubscriptions(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	subs, _, err := state.List[model.Subscription](r.Context(), s.opts.Store, model.PrefixSubscriptions)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Value []adminSubscriptionBody `json:"value"`
+	}{Value: []adminSubscriptionBody{}}
+	for _, sub := range subs {
+		out.Value = append(out.Value, renderAdminSub(sub))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) adminDeleteSubscription(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ctx := r.Context()
+	id := rc.v("id")
+	kvs, _, err := s.opts.Store.List(ctx, model.ResourceGroupPrefix(id))
+	if err != nil {
+		return err
+	}
+	if len(kvs) > 0 {
+		return errs.New(errs.Conflict, "SubscriptionNotEmpty", "The subscription '%s' still has %d resource group(s); delete them first.", id, len(kvs))
+	}
+	if _, err := s.opts.Store.Get(ctx, model.SubscriptionKey(id)); errors.Is(err, store.ErrNotFound) {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	if _, err := s.opts.Store.Txn(ctx, nil, store.Delete(model.SubscriptionKey(id))); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+type principalBody struct {
+	ClientID      string   `json:"clientId"`
+	DisplayName   string   `json:"displayName,omitempty"`
+	Role          string   `json:"role"`
+	Subscriptions []string `json:"subscriptions"`
+	// Secret is returned once, when created or rotated.
+	Secret string `json:"clientSecret,omitempty"`
+}
+
+func renderPrincipal(p *model.Principal) principalBody {
+	subs := p.Subscriptions
+	if subs == nil {
+		subs = []string{}
+	}
+	return principalBody{ClientID: p.ClientID, DisplayName: p.DisplayName, Role: p.Role, Subscriptions: subs}
+}
+
+var clientIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// adminPutPrincipal creates or updates a principal. A new principal (or
+// ?rotateSecret=true) gets a fresh secret, returned once.
+func (s *Server) adminPutPrincipal(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ctx := r.Context()
+	id := rc.v("id")
+	if !clientIDRE.MatchString(id) {
+		return errs.InvalidParameter("clientId", "The client id '%s' is not valid.", id)
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in principalBody
+	if body != nil {
+		if err := decode(body, &in); err != nil {
+			return err
+		}
+	}
+	if in.Role == "" {
+		in.Role = string(auth.RoleTenant)
+	}
+	if in.Role != string(auth.RoleTenant) && in.Role != string(auth.RoleOperator) {
+		return errs.InvalidParameter("role", "The role '%s' is not valid: 'operator' or 'tenant'.", in.Role)
+	}
+	for _, sub := range in.Subscriptions {
+		if _, err := s.opts.Store.Get(ctx, model.SubscriptionKey(sub)); errors.Is(err, store.ErrNotFound) {
+			return errs.New(errs.NotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", sub).WithTarget("subscriptions")
+		}
+	}
+	key := model.PrincipalKey(id)
+	p := &model.Principal{ClientID: id, DisplayName: in.DisplayName, Role: in.Role, Created: s.opts.Now()}
+	for _, sub := range in.Subscriptions {
+		p.Subscriptions = append(p.Subscriptions, strings.ToLower(sub))
+	}
+	sort.Strings(p.Subscriptions)
+	status := http.StatusCreated
+	cur, rev, err := state.Get[model.Principal](ctx, s.opts.Store, key)
+	secret := ""
+	switch {
+	case err == nil:
+		status = http.StatusOK
+		p.ClientID, p.Created, p.SecretHash = cur.ClientID, cur.Created, cur.SecretHash
+	case errors.Is(err, store.ErrNotFound):
+		rev = 0
+	default:
+		return err
+	}
+	if p.SecretHash == "" || strings.EqualFold(rc.query.Get("rotateSecret"), "true") {
+		if secret, err = auth.NewSecret(); err != nil {
+			return err
+		}
+		p.SecretHash = auth.HashSecret(secret)
+	}
+	if _, err := s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, p)); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errs.New(errs.Conflict, "Conflict", "The principal was modified concurrently; retry.")
+		}
+		return err
+	}
+	out := renderPrincipal(p)
+	out.Secret = secret
+	writeJSON(w, status, out)
+	return nil
+}
+
+func (s *Server) adminGetPrincipal(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	p, _, err := state.Get[model.Principal](r.Context(), s.opts.Store, model.PrincipalKey(rc.v("id")))
+	if errors.Is(err, store.ErrNotFound) {
+		return errs.New(errs.NotFound, "NotFound", "The principal '%s' was not found.", rc.v("id"))
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderPrincipal(p))
+	return nil
+}
+
+func (s *Server) adminListPrincipals(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ps, _, err := state.List[model.Principal](r.Context(), s.opts.Store, model.PrefixPrincipals)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		Value []principalBody `json:"value"`
+	}{Value: []principalBody{}}
+	for _, p := range ps {
+		out.Value = append(out.Value, renderPrincipal(p))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) adminDeletePrincipal(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	if strings.EqualFold(rc.v("id"), rc.caller.ClientID) {
+		return errs.New(errs.Conflict, "OperationNotAllowed", "A principal cannot delete itself.")
+	}
+	key := model.PrincipalKey(rc.v("id"))
+	if _, err := s.opts.Store.Get(r.Context(), key); errors.Is(err, store.ErrNotFound) {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	if _, err := s.opts.Store.Txn(r.Context(), nil, store.Delete(key)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}

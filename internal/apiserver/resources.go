@@ -1,0 +1,244 @@
+package apiserver
+
+import (
+	"errors"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/vmssd/vmssd/api/arm"
+	"github.com/vmssd/vmssd/internal/errs"
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/store"
+)
+
+// metadataEndpoints serves the cloud metadata document clients register the
+// cloud from: the legacy Azure Stack shape for old api-versions, the single
+// object shape az CLI reads for 2022-09-01 and newer.
+func (s *Server) metadataEndpoints(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	base := "https://" + r.Host + "/"
+	login := base
+	if rc.api >= "2019-05-01" && rc.api != "1.0" {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"name":            "vmssd",
+			"resourceManager": base,
+			"portal":          base,
+			"gallery":         base,
+			"graph":           base,
+			"graphAudience":   base,
+			"authentication": map[string]any{
+				"loginEndpoint":    login,
+				"audiences":        []string{s.opts.Audience},
+				"tenant":           "vmssd",
+				"identityProvider": "AAD",
+			},
+			"suffixes": map[string]any{"storage": "vmssd.local", "keyVaultDns": ".vault.vmssd.local", "acrLoginServer": ".acr.vmssd.local"},
+		})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"galleryEndpoint": base,
+		"graphEndpoint":   base,
+		"portalEndpoint":  base,
+		"authentication":  map[string]any{"loginEndpoint": login, "audiences": []string{s.opts.Audience}},
+	})
+	return nil
+}
+
+type subscriptionBody struct {
+	ID             string `json:"id"`
+	SubscriptionID string `json:"subscriptionId"`
+	DisplayName    string `json:"displayName"`
+	State          string `json:"state"`
+	TenantID       string `json:"tenantId,omitempty"`
+}
+
+func renderSubscription(sub *model.Subscription) subscriptionBody {
+	return subscriptionBody{ID: "/subscriptions/" + sub.ID, SubscriptionID: sub.ID, DisplayName: sub.DisplayName, State: sub.State}
+}
+
+func (s *Server) listSubscriptions(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	subs, _, err := state.List[model.Subscription](r.Context(), s.opts.Store, model.PrefixSubscriptions)
+	if err != nil {
+		return err
+	}
+	page := arm.Page[subscriptionBody]{Value: []subscriptionBody{}}
+	for _, sub := range subs {
+		if rc.caller.CanSee(sub.ID) {
+			page.Value = append(page.Value, renderSubscription(sub))
+		}
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	sub, _, err := state.Get[model.Subscription](r.Context(), s.opts.Store, model.SubscriptionKey(rc.v("sub")))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderSubscription(sub))
+	return nil
+}
+
+type resourceGroupBody struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name"`
+	Type       string            `json:"type"`
+	Location   string            `json:"location"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	Properties struct {
+		ProvisioningState string `json:"provisioningState"`
+	} `json:"properties"`
+}
+
+func renderRG(rg *model.ResourceGroup) resourceGroupBody {
+	b := resourceGroupBody{ID: arm.ResourceGroupID(rg.Sub, rg.Name), Name: rg.Name, Type: "Microsoft.Resources/resourceGroups", Location: rg.Location, Tags: rg.Tags}
+	b.Properties.ProvisioningState = "Succeeded"
+	if rg.Deleting {
+		b.Properties.ProvisioningState = "Deleting"
+	}
+	return b
+}
+
+func validRGName(n string) bool {
+	if n == "" || len(n) > 90 || strings.HasSuffix(n, ".") {
+		return false
+	}
+	for _, c := range n {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == '(', c == ')':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) putResourceGroup(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	sub, name := rc.v("sub"), rc.v("rg")
+	if !validRGName(name) {
+		return errs.New(errs.Invalid, "InvalidResourceGroup", "The provided resource group name '%s' has these invalid characters or length.", name).WithTarget("resourceGroupName")
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Location string            `json:"location"`
+		Tags     map[string]string `json:"tags"`
+	}
+	if body == nil {
+		return errs.New(errs.Invalid, "InvalidRequestContent", "The request content is missing.")
+	}
+	if err := decode(body, &in); err != nil {
+		return err
+	}
+	if in.Location == "" {
+		return errs.New(errs.Invalid, "LocationRequired", "The location property is required for this definition.").WithTarget("location")
+	}
+	if !strings.EqualFold(in.Location, s.opts.Location) {
+		return errs.New(errs.Invalid, "LocationNotAvailableForResourceGroup", "The provided location '%s' is not available for resource group. List of available regions is '%s'.", in.Location, s.opts.Location).WithTarget("location")
+	}
+	key := model.ResourceGroupKey(sub, name)
+	cur, rev, err := state.Get[model.ResourceGroup](r.Context(), s.opts.Store, key)
+	status := http.StatusCreated
+	rg := &model.ResourceGroup{Sub: sub, Name: name, Location: strings.ToLower(in.Location), Tags: in.Tags}
+	switch {
+	case err == nil:
+		if cur.Deleting {
+			return errs.New(errs.Conflict, "ResourceGroupBeingDeleted", "The resource group '%s' is in deprovisioning state and cannot perform this operation.", cur.Name)
+		}
+		status = http.StatusOK
+		rg.Name = cur.Name
+	case errors.Is(err, store.ErrNotFound):
+		rev = 0
+	default:
+		return err
+	}
+	if _, err := s.opts.Store.Txn(r.Context(), []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, rg)); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errs.New(errs.Conflict, "Conflict", "The resource group '%s' was changed concurrently; retry the request.", name)
+		}
+		return err
+	}
+	writeJSON(w, status, renderRG(rg))
+	return nil
+}
+
+func (s *Server) loadRG(r *http.Request, sub, name string) (*model.ResourceGroup, int64, error) {
+	rg, rev, err := state.Get[model.ResourceGroup](r.Context(), s.opts.Store, model.ResourceGroupKey(sub, name))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, errs.New(errs.NotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", name)
+	}
+	return rg, rev, err
+}
+
+func (s *Server) getResourceGroup(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	rg, _, err := s.loadRG(r, rc.v("sub"), rc.v("rg"))
+	if err != nil {
+		return err
+	}
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, renderRG(rg))
+	return nil
+}
+
+func (s *Server) listResourceGroups(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	rgs, _, err := state.List[model.ResourceGroup](r.Context(), s.opts.Store, model.ResourceGroupPrefix(rc.v("sub")))
+	if err != nil {
+		return err
+	}
+	page := arm.Page[resourceGroupBody]{Value: []resourceGroupBody{}}
+	for _, rg := range rgs {
+		page.Value = append(page.Value, renderRG(rg))
+	}
+	sort.Slice(page.Value, func(i, j int) bool { return page.Value[i].Name < page.Value[j].Name })
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// deleteResourceGroup marks the group and every scale set in it for
+// deletion; the controller removes them, then the group.
+func (s *Server) deleteResourceGroup(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ctx := r.Context()
+	sub := rc.v("sub")
+	rg, rev, err := s.loadRG(r, sub, rc.v("rg"))
+	if err != nil {
+		if errs.IsKind(err, errs.NotFound) {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		return err
+	}
+	sets, revs, err := state.List[model.ScaleSet](ctx, s.opts.Store, model.ScaleSetPrefix(sub, rg.Name))
+	if err != nil {
+		return err
+	}
+	key := model.ResourceGroupKey(sub, rg.Name)
+	op, opOps := state.NewOperation("deleteResourceGroup", sub, s.opts.Location, key, 0, s.opts.Now())
+	conds := []store.Cond{store.ModRevisionIs(key, rev)}
+	ops := opOps
+	rg.Deleting = true
+	ops = append(ops, state.PutOp(key, rg))
+	for i, set := range sets {
+		k := model.ScaleSetKey(set.Ref())
+		conds = append(conds, store.ModRevisionIs(k, revs[i]))
+		set.Deleting = true
+		set.Generation++
+		ops = append(ops, state.PutOp(k, set))
+	}
+	if _, err := s.opts.Store.Txn(ctx, conds, ops...); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errs.New(errs.Conflict, "Conflict", "The resource group changed concurrently; retry the request.")
+		}
+		return err
+	}
+	s.lroHeaders(w, r, op, rc.api)
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,161 @@
+package artifact
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Names inside an artifact and inside an unpacked image directory.
+const (
+	// ManifestFile is the manifest's name at the root of the archive and of
+	// an unpacked image directory.
+	ManifestFile = "manifest.json"
+	// RootfsDir is the directory holding the image's files.
+	RootfsDir = "rootfs"
+)
+
+// Manifest formats.
+const (
+	// FormatProcessV1 is a host process image: the entrypoint runs with its
+	// working directory set to the instance's disk (a copy of rootfs/).
+	FormatProcessV1 = "vmssd.process/v1"
+)
+
+// OS types, spelled as ARM spells storageProfile.osDisk.osType.
+const (
+	OSTypeLinux   = "Linux"
+	OSTypeWindows = "Windows"
+)
+
+// GuestToken in an entrypoint argument is replaced by the path of the host's
+// guest program (see Manifest.Command).
+const GuestToken = "${VMSSD_GUEST}"
+
+// Environment variables a process-format instance is started with.
+const (
+	// EnvPort is the port the instance serves its health probe on, on
+	// 127.0.0.1.
+	EnvPort = "VMSSD_PORT"
+	// EnvMetadata is the path of the instance-metadata JSON document
+	// (a driver.Metadata).
+	EnvMetadata = "VMSSD_METADATA"
+	// EnvDisk is the instance's disk directory (a fresh copy of rootfs/).
+	EnvDisk = "VMSSD_DISK"
+	// EnvReservedPrefix prefixes every variable vmssd sets; a manifest may
+	// not set variables with this prefix.
+	EnvReservedPrefix = "VMSSD_"
+)
+
+// maxManifestBytes bounds manifest.json.
+const maxManifestBytes = 1 << 20
+
+// ErrInvalidManifest is wrapped by every ParseManifest error.
+var ErrInvalidManifest = errors.New("artifact: invalid manifest")
+
+// Manifest describes an artifact: manifest.json at its root.
+type Manifest struct {
+	// Format is the artifact format, FormatProcessV1.
+	Format string `json:"format"`
+	// OSType is OSTypeLinux or OSTypeWindows.
+	OSType string `json:"osType"`
+	// Name and Version are informative (the image's own idea of itself).
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Entrypoint is the command (argv) the instance runs. Arguments may
+	// contain GuestToken.
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	// Env is added to the instance's environment. Keys may not start with
+	// EnvReservedPrefix.
+	Env map[string]string `json:"env,omitempty"`
+	// HealthProbe is what the host probes once the instance runs.
+	HealthProbe HealthProbe `json:"healthProbe"`
+}
+
+// HealthProbe is the application health probe of an image, served on
+// 127.0.0.1:$VMSSD_PORT.
+type HealthProbe struct {
+	// Protocol is "http".
+	Protocol string `json:"protocol"`
+	// Path is the request path, starting with "/" (e.g. "/health").
+	Path string `json:"path"`
+}
+
+// ParseManifest decodes and validates a manifest. Unknown fields and trailing
+// data are rejected. Errors wrap ErrInvalidManifest.
+func ParseManifest(data []byte) (Manifest, error) {
+	var m Manifest
+	if len(data) > maxManifestBytes {
+		return m, fmt.Errorf("%w: %d bytes (max %d)", ErrInvalidManifest, len(data), maxManifestBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Manifest{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalidManifest)
+	}
+	if err := m.Validate(); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
+}
+
+// Validate checks m against its format. Errors wrap ErrInvalidManifest.
+func (m Manifest) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidManifest, fmt.Sprintf(format, args...))
+	}
+	switch m.Format {
+	case FormatProcessV1:
+	case "":
+		return bad("format is missing")
+	default:
+		return bad("unknown format %q", truncate(m.Format))
+	}
+	switch m.OSType {
+	case OSTypeLinux, OSTypeWindows:
+	default:
+		return bad("osType %q: want %q or %q", truncate(m.OSType), OSTypeLinux, OSTypeWindows)
+	}
+	if len(m.Entrypoint) == 0 || m.Entrypoint[0] == "" {
+		return bad("format %s needs a non-empty entrypoint", m.Format)
+	}
+	for i, a := range m.Entrypoint {
+		if strings.IndexByte(a, 0) >= 0 {
+			return bad("entrypoint[%d] contains a NUL byte", i)
+		}
+	}
+	for k, v := range m.Env {
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			return bad("env key %q is not a valid variable name", truncate(k))
+		case strings.HasPrefix(strings.ToUpper(k), EnvReservedPrefix):
+			return bad("env key %q: the %s prefix is reserved", truncate(k), EnvReservedPrefix)
+		case strings.IndexByte(v, 0) >= 0:
+			return bad("env %q: value contains a NUL byte", truncate(k))
+		}
+	}
+	if m.HealthProbe.Protocol != "http" {
+		return bad("healthProbe.protocol %q: want \"http\"", truncate(m.HealthProbe.Protocol))
+	}
+	if !strings.HasPrefix(m.HealthProbe.Path, "/") || strings.HasPrefix(m.HealthProbe.Path, "//") ||
+		strings.ContainsAny(m.HealthProbe.Path, " \t\r\n\x00#") {
+		return bad("healthProbe.path %q: want an absolute request path such as \"/health\"", truncate(m.HealthProbe.Path))
+	}
+	return nil
+}
+
+// Command returns the entrypoint with every GuestToken replaced by guest (the
+// path of the host's guest program).
+func (m Manifest) Command(guest string) []string {
+	out := make([]string, len(m.Entrypoint))
+	for i, a := range m.Entrypoint {
+		out[i] = strings.ReplaceAll(a, GuestToken, guest)
+	}
+	return out
+}

@@ -1,0 +1,663 @@
+// Package controller drives scale sets toward their models. It is level
+// based: a work queue keyed by scale set feeds workers that read the state
+// store and the hosts' observations, ask the pure reconciler for a plan,
+// persist the plan's intent, run host actions, and record the outcome
+// (instance records, the scale set status, long-running operations).
+//
+// Crash safety: new instance records are written before any host is asked to
+// create them, and host drivers are idempotent by VM id, so after a SIGKILL a
+// restart re-reads the same records, re-adopts what the hosts still run,
+// recreates what they lost, and removes host instances that have no record.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/errs"
+	"github.com/vmssd/vmssd/internal/host"
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/reconcile"
+	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/store"
+)
+
+// Images is what the controller needs from the image store.
+type Images interface {
+	// Unpack returns the unpacked, read-only directory of an artifact.
+	Unpack(ctx context.Context, digest string) (string, error)
+	// ResolveURI resolves a custom image URI (osDisk.image.uri).
+	ResolveURI(ctx context.Context, uri string) (model.ResolvedImage, error)
+}
+
+// Options configures a controller.
+type Options struct {
+	Store   store.Store
+	Hosts   []*host.Host
+	Images  Images
+	Logger  *slog.Logger
+	Workers int
+	// Parallel bounds concurrent host actions per reconcile.
+	Parallel int
+	Resync   time.Duration
+	Now      func() time.Time
+}
+
+// Controller reconciles scale sets.
+type Controller struct {
+	opts  Options
+	q     *queue
+	hosts map[string]*host.Host
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	index map[string]string // vmid -> set key
+}
+
+// New returns a controller; call Run.
+func New(opts Options) *Controller {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Workers == 0 {
+		opts.Workers = 4
+	}
+	if opts.Parallel == 0 {
+		opts.Parallel = 16
+	}
+	if opts.Resync == 0 {
+		opts.Resync = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Controller{opts: opts, q: newQueue(100*time.Millisecond, 30*time.Second), hosts: map[string]*host.Host{}, log: opts.Logger, index: map[string]string{}}
+	for _, h := range opts.Hosts {
+		c.hosts[h.Name()] = h
+	}
+	return c
+}
+
+// HostChanged is the hosts' OnChange callback: it requeues the instance's
+// scale set.
+func (c *Controller) HostChanged(vmid string) {
+	c.mu.Lock()
+	key, ok := c.index[vmid]
+	c.mu.Unlock()
+	if ok {
+		c.q.Add(key)
+	}
+}
+
+// Host returns a host by name.
+func (c *Controller) Host(name string) *host.Host { return c.hosts[name] }
+
+// Observe returns what an instance's host observes.
+func (c *Controller) Observe(inst *model.Instance) (host.Observed, bool) {
+	h := c.hosts[inst.Host]
+	if h == nil {
+		return host.Observed{}, false
+	}
+	return h.Get(inst.VMID)
+}
+
+// Enqueue asks for a reconcile of a scale set.
+func (c *Controller) Enqueue(ref model.SetRef) { c.q.Add(ref.String()) }
+
+// Run runs the controller until ctx ends. The hosts must be running
+// (their Ready channels closed) for reconciles to start.
+func (c *Controller) Run(ctx context.Context) error {
+	for _, h := range c.opts.Hosts {
+		select {
+		case <-h.Ready():
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	rev, err := c.opts.Store.Revision(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.sweepOrphans(ctx); err != nil {
+		c.log.Error("orphan sweep failed", "err", err)
+	}
+	c.enqueueAll(ctx)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer c.q.Close()
+
+	wg.Go(func() { c.watch(ctx, rev+1) })
+	wg.Go(func() {
+		t := time.NewTicker(c.opts.Resync)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.enqueueAll(ctx)
+				c.sweepResourceGroups(ctx)
+			}
+		}
+	})
+	for range c.opts.Workers {
+		wg.Go(func() { c.worker(ctx) })
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (c *Controller) watch(ctx context.Context, from int64) {
+	for ctx.Err() == nil {
+		ch, err := c.opts.Store.Watch(ctx, "/", from)
+		if err != nil {
+			if errors.Is(err, store.ErrCompacted) {
+				from = 0
+				c.enqueueAll(ctx)
+				continue
+			}
+			c.log.Error("watch failed", "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		for ev := range ch {
+			from = ev.KV.ModRevision + 1
+			c.onEvent(ctx, ev)
+		}
+		if ctx.Err() == nil {
+			// The watcher was cancelled (too slow): catch up with a resync.
+			c.enqueueAll(ctx)
+			from = 0
+		}
+	}
+}
+
+func (c *Controller) onEvent(ctx context.Context, ev store.Event) {
+	k := string(ev.KV.Key)
+	switch {
+	case hasPrefix(k, model.PrefixScaleSets):
+		c.q.Add(k[len(model.PrefixScaleSets):])
+	case hasPrefix(k, model.PrefixInstances):
+		rest := k[len(model.PrefixInstances):]
+		if i := lastSlash(rest); i > 0 {
+			c.q.Add(rest[:i])
+		}
+	case hasPrefix(k, model.PrefixImages):
+		// A new or removed image can unblock or break scale-out: revisit
+		// every scale set.
+		c.enqueueAll(ctx)
+	case hasPrefix(k, model.PrefixResourceGroups):
+		c.sweepResourceGroups(ctx)
+	}
+}
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+func lastSlash(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *Controller) enqueueAll(ctx context.Context) {
+	kvs, _, err := c.opts.Store.List(ctx, model.PrefixScaleSets)
+	if err != nil {
+		return
+	}
+	for _, kv := range kvs {
+		c.q.Add(string(kv.Key)[len(model.PrefixScaleSets):])
+	}
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		key, ok := c.q.Get()
+		if !ok {
+			return
+		}
+		requeue, err := c.safeReconcile(ctx, key)
+		c.q.Done(key)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			d := c.q.Retry(key)
+			c.log.Warn("reconcile failed", "set", key, "retry", d, "err", err)
+		default:
+			c.q.Forget(key)
+			if requeue > 0 {
+				c.q.AddAfter(key, requeue)
+			}
+		}
+	}
+}
+
+func (c *Controller) safeReconcile(ctx context.Context, key string) (d time.Duration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reconcile panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return c.reconcile(ctx, key)
+}
+
+// reconcile runs plan/execute rounds until the set converges.
+func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	ref, ok := model.RefFromKey(key)
+	if !ok {
+		return 0, nil
+	}
+	var actionErr error
+	for round := 0; round < 20; round++ {
+		set, _, err := state.Get[model.ScaleSet](ctx, c.opts.Store, model.ScaleSetKey(ref))
+		if errors.Is(err, store.ErrNotFound) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		st, stRev, err := state.Get[model.ScaleSetStatus](ctx, c.opts.Store, model.ScaleSetStatusKey(ref))
+		if errors.Is(err, store.ErrNotFound) {
+			st, stRev = &model.ScaleSetStatus{}, 0
+		} else if err != nil {
+			return 0, err
+		}
+		insts, revs, err := state.List[model.Instance](ctx, c.opts.Store, model.InstancePrefix(ref))
+		if err != nil {
+			return 0, err
+		}
+		in, err := c.input(ctx, set, st, insts)
+		if err != nil {
+			return 0, err
+		}
+		plan := reconcile.Compute(in)
+		if plan.Converged() {
+			return 0, c.settle(ctx, set, st, stRev, plan.Err, actionErr)
+		}
+		c.log.Debug("plan", "set", key, "round", round, "plan", plan.Summary())
+		if plan.Finalize {
+			return 0, c.finalize(ctx, set)
+		}
+		if len(plan.Create) > 0 || len(plan.Retire) > 0 {
+			if err := c.persistIntent(ctx, ref, plan, insts, revs, st, stRev); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					continue
+				}
+				return 0, err
+			}
+			continue // re-plan with the new records
+		}
+		if err := c.execute(ctx, set, insts, plan.Actions); err != nil {
+			actionErr = err
+		}
+		if plan.Err != nil && len(plan.Actions) == 0 {
+			return 0, c.settle(ctx, set, st, stRev, plan.Err, actionErr)
+		}
+	}
+	return time.Second, nil
+}
+
+func (c *Controller) input(ctx context.Context, set *model.ScaleSet, st *model.ScaleSetStatus, insts []*model.Instance) (reconcile.Input, error) {
+	images, _, err := state.List[model.ImageVersion](ctx, c.opts.Store, model.PrefixImages)
+	if err != nil {
+		return reconcile.Input{}, err
+	}
+	imgs := make([]model.ImageVersion, len(images))
+	for i, v := range images {
+		imgs[i] = *v
+	}
+	custom := map[string]reconcile.CustomImage{}
+	if src := set.ImageSource(); src.IsCustom() {
+		img, err := c.opts.Images.ResolveURI(ctx, src.URI)
+		custom[src.URI] = reconcile.CustomImage{Image: img, Err: toErr(err)}
+	}
+	obs := make(map[string]driver.Status, len(insts))
+	c.mu.Lock()
+	for _, inst := range insts {
+		c.index[inst.VMID] = set.Ref().String()
+	}
+	c.mu.Unlock()
+	for _, inst := range insts {
+		if o, ok := c.Observe(inst); ok {
+			obs[inst.VMID] = o.Status
+		}
+	}
+	hosts := make([]reconcile.Host, 0, len(c.opts.Hosts))
+	for _, h := range c.opts.Hosts {
+		hosts = append(hosts, reconcile.Host{Name: h.Name(), FaultDomain: h.FaultDomain()})
+	}
+	return reconcile.Input{
+		Set: set, Status: *st, Instances: insts, Observed: obs, Hosts: hosts,
+		Images: imgs, Custom: custom, Now: c.opts.Now(), NewVMID: state.NewID,
+	}, nil
+}
+
+func toErr(err error) *errs.Error {
+	if err == nil {
+		return nil
+	}
+	return errs.From(err)
+}
+
+// persistIntent writes new instance records and scale-in marks in one
+// transaction guarded by the status and instance revisions.
+func (c *Controller) persistIntent(ctx context.Context, ref model.SetRef, plan *reconcile.Plan, insts []*model.Instance, revs []int64, st *model.ScaleSetStatus, stRev int64) error {
+	conds := []store.Cond{store.ModRevisionIs(model.ScaleSetStatusKey(ref), stRev)}
+	var ops []store.Op
+	for _, inst := range plan.Create {
+		k := model.InstanceKey(ref, inst.ID)
+		conds = append(conds, store.ModRevisionIs(k, 0))
+		ops = append(ops, state.PutOp(k, inst))
+	}
+	retire := map[int64]bool{}
+	for _, id := range plan.Retire {
+		retire[id] = true
+	}
+	for i, inst := range insts {
+		if !retire[inst.ID] {
+			continue
+		}
+		k := model.InstanceKey(ref, inst.ID)
+		cp := *inst
+		cp.Deleting = true
+		cp.ProvisioningState = model.StateDeleting
+		conds = append(conds, store.ModRevisionIs(k, revs[i]))
+		ops = append(ops, state.PutOp(k, &cp))
+	}
+	ns := *st
+	ns.NextInstanceID = plan.NextInstanceID
+	if ns.ProvisioningState == "" || ns.ProvisioningState == model.StateSucceeded || ns.ProvisioningState == model.StateFailed {
+		ns.ProvisioningState = model.StateUpdating
+	}
+	ops = append(ops, state.PutOp(model.ScaleSetStatusKey(ref), &ns))
+	_, err := c.opts.Store.Txn(ctx, conds, ops...)
+	if err == nil {
+		c.mu.Lock()
+		for _, inst := range plan.Create {
+			c.index[inst.VMID] = ref.String()
+		}
+		c.mu.Unlock()
+		c.log.Info("scale intent written", "set", ref.String(), "create", len(plan.Create), "retire", len(plan.Retire))
+	}
+	return err
+}
+
+// settle records a converged (or blocked) generation and completes the
+// operations it satisfies.
+func (c *Controller) settle(ctx context.Context, set *model.ScaleSet, st *model.ScaleSetStatus, stRev int64, planErr *errs.Error, actionErr error) error {
+	ref := set.Ref()
+	var failure error
+	if planErr != nil {
+		failure = planErr
+	} else if actionErr != nil {
+		failure = actionErr
+	}
+	ns := *st
+	ns.ObservedGeneration = set.Generation
+	ns.ProvisioningState = model.StateSucceeded
+	ns.Error, ns.ErrorGeneration = nil, 0
+	if failure != nil {
+		ns.ProvisioningState = model.StateFailed
+		ns.Error, ns.ErrorGeneration = state.ErrorDetail(failure), set.Generation
+	}
+	if ns != *st {
+		if _, err := c.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(model.ScaleSetStatusKey(ref), stRev)}, state.PutOp(model.ScaleSetStatusKey(ref), &ns)); err != nil {
+			return err
+		}
+	}
+	return state.CompletePending(ctx, c.opts.Store, ref.String(), ns.ObservedGeneration, ns.Error, ns.ErrorGeneration, c.opts.Now())
+}
+
+// finalize removes a deleted scale set's records once its instances are gone.
+func (c *Controller) finalize(ctx context.Context, set *model.ScaleSet) error {
+	ref := set.Ref()
+	if _, err := c.opts.Store.Txn(ctx, nil,
+		store.Delete(model.ScaleSetKey(ref)),
+		store.Delete(model.ScaleSetStatusKey(ref)),
+		store.DeletePrefix(model.InstancePrefix(ref)),
+	); err != nil {
+		return err
+	}
+	c.log.Info("scale set deleted", "set", ref.String())
+	if err := state.CompletePending(ctx, c.opts.Store, ref.String(), -1, nil, 0, c.opts.Now()); err != nil {
+		return err
+	}
+	c.sweepResourceGroups(ctx)
+	return nil
+}
+
+// execute runs the plan's host actions, bounded in parallel. It returns the
+// first failure (instances that failed are recorded as Failed).
+func (c *Controller) execute(ctx context.Context, set *model.ScaleSet, insts []*model.Instance, actions []reconcile.Action) error {
+	byID := make(map[int64]*model.Instance, len(insts))
+	for _, inst := range insts {
+		byID[inst.ID] = inst
+	}
+	sem := make(chan struct{}, c.opts.Parallel)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for _, a := range actions {
+		inst := byID[a.InstanceID]
+		if inst == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := c.act(ctx, set, inst, a); err != nil {
+				c.log.Warn("instance action failed", "set", set.Ref().String(), "instance", inst.ID, "action", a.Kind, "err", err)
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+func (c *Controller) instanceKey(inst *model.Instance) string {
+	return model.InstanceKey(inst.Ref(), inst.ID)
+}
+
+// updateInstance applies fn to the stored record (CAS with retry).
+func (c *Controller) updateInstance(ctx context.Context, inst *model.Instance, fn func(*model.Instance)) error {
+	_, err := state.Update(ctx, c.opts.Store, c.instanceKey(inst), func(r *model.Instance) error {
+		fn(r)
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (c *Controller) spec(ctx context.Context, set *model.ScaleSet, inst *model.Instance, img model.ResolvedImage, modelVersion int64) (driver.Spec, error) {
+	dir, err := c.opts.Images.Unpack(ctx, img.Digest)
+	if err != nil {
+		return driver.Spec{}, errs.New(errs.NotFound, "ImageNotFound", "The image artifact %s of %s is not available.", img.Digest, imageName(img)).WithTarget("imageReference").Wrap(err)
+	}
+	return driver.Spec{
+		ID: inst.VMID, ImageDir: dir, ImageDigest: img.Digest, Size: inst.Size,
+		Metadata: driver.Metadata{
+			SubscriptionID: set.Sub, ResourceGroupName: set.RG, VMScaleSetName: set.Name,
+			Name: inst.Name(), InstanceID: strconv.FormatInt(inst.ID, 10), VMID: inst.VMID,
+			ComputerName: inst.ComputerName, Location: set.Location(), VMSize: inst.Size,
+			FaultDomain: inst.FaultDomain, UpdateDomain: inst.UpdateDomain, OSType: img.OSType,
+			Publisher: img.Publisher, Offer: img.Offer, SKU: img.SKU, ImageVersion: img.ExactVersion,
+			ImageURI: img.URI, ModelVersion: modelVersion,
+		},
+	}, nil
+}
+
+func imageName(img model.ResolvedImage) string {
+	if img.URI != "" {
+		return img.URI
+	}
+	return img.Publisher + ":" + img.Offer + ":" + img.SKU + ":" + img.ExactVersion
+}
+
+func failed(err error) func(*model.Instance) {
+	return func(r *model.Instance) {
+		r.ProvisioningState = model.StateFailed
+		r.Error = state.ErrorDetail(errs.New(errs.Internal, "ProvisioningFailed", "%s", errs.From(err).Message).Wrap(err))
+		if e := errs.From(err); e.Kind != errs.Internal {
+			r.Error = state.ErrorDetail(e)
+		} else {
+			r.Error.Message = err.Error()
+		}
+	}
+}
+
+func (c *Controller) act(ctx context.Context, set *model.ScaleSet, inst *model.Instance, a reconcile.Action) error {
+	h := c.hosts[inst.Host]
+	if h == nil && a.Kind != reconcile.ActRemove {
+		err := errs.New(errs.Internal, "HostNotFound", "Host %q of instance %d is not registered.", inst.Host, inst.ID)
+		_ = c.updateInstance(ctx, inst, failed(err))
+		return err
+	}
+	switch a.Kind {
+	case reconcile.ActRemove:
+		if h != nil {
+			if err := h.Delete(ctx, inst.VMID); err != nil {
+				return err
+			}
+		}
+		_, err := c.opts.Store.Txn(ctx, nil, store.Delete(c.instanceKey(inst)))
+		c.mu.Lock()
+		delete(c.index, inst.VMID)
+		c.mu.Unlock()
+		return err
+	case reconcile.ActPlace:
+		spec, err := c.spec(ctx, set, inst, inst.Image, inst.ModelVersion)
+		if err == nil {
+			err = h.Create(ctx, spec)
+		}
+		if err != nil {
+			_ = c.updateInstance(ctx, inst, failed(err))
+			return err
+		}
+		return c.updateInstance(ctx, inst, func(r *model.Instance) {
+			r.Placed, r.ProvisioningState, r.Error = true, model.StateSucceeded, nil
+			r.AppliedReimage, r.AppliedRestart = inst.ReimageSeq, inst.RestartSeq
+		})
+	case reconcile.ActUpgrade, reconcile.ActReimage:
+		img, mv := inst.Image, inst.ModelVersion
+		if a.Kind == reconcile.ActUpgrade {
+			img, mv = a.Image, a.ModelVersion
+		}
+		if err := c.updateInstance(ctx, inst, func(r *model.Instance) { r.ProvisioningState = model.StateUpdating }); err != nil {
+			return err
+		}
+		spec, err := c.spec(ctx, set, inst, img, mv)
+		if err == nil {
+			if _, onHost := h.Get(inst.VMID); onHost {
+				err = h.Reimage(ctx, spec)
+			} else {
+				err = h.Create(ctx, spec)
+			}
+		}
+		if err != nil {
+			_ = c.updateInstance(ctx, inst, failed(err))
+			return err
+		}
+		return c.updateInstance(ctx, inst, func(r *model.Instance) {
+			r.Image, r.ModelVersion, r.Placed = img, mv, true
+			r.ProvisioningState, r.Error = model.StateSucceeded, nil
+			r.AppliedReimage = inst.ReimageSeq
+			if r.Power == model.PowerDeallocated || r.Power == model.PowerStopped {
+				// A reimaged instance boots; the next round applies the
+				// desired power state again.
+			}
+		})
+	case reconcile.ActRestart:
+		if err := h.Restart(ctx, inst.VMID); err != nil {
+			return err
+		}
+		return c.updateInstance(ctx, inst, func(r *model.Instance) { r.AppliedRestart = inst.RestartSeq; r.Power = model.PowerRunning })
+	case reconcile.ActStart:
+		return h.Start(ctx, inst.VMID)
+	case reconcile.ActStop:
+		return h.Stop(ctx, inst.VMID)
+	case reconcile.ActDeallocate:
+		return h.Deallocate(ctx, inst.VMID)
+	case reconcile.ActSettle:
+		return c.updateInstance(ctx, inst, func(r *model.Instance) {
+			if r.ProvisioningState != model.StateFailed {
+				r.ProvisioningState, r.Error = model.StateSucceeded, nil
+			}
+		})
+	}
+	return nil
+}
+
+// sweepOrphans deletes host instances that no record claims: what a crash
+// between a record's deletion and the host's cleanup can leave.
+func (c *Controller) sweepOrphans(ctx context.Context) error {
+	insts, _, err := state.List[model.Instance](ctx, c.opts.Store, model.PrefixInstances)
+	if err != nil {
+		return err
+	}
+	known := make(map[string]bool, len(insts))
+	c.mu.Lock()
+	for _, inst := range insts {
+		known[inst.VMID] = true
+		c.index[inst.VMID] = inst.Ref().String()
+	}
+	c.mu.Unlock()
+	for _, h := range c.opts.Hosts {
+		for _, id := range h.IDs() {
+			if known[id] {
+				continue
+			}
+			c.log.Info("removing orphan instance", "host", h.Name(), "vmid", id)
+			if err := h.Delete(ctx, id); err != nil {
+				c.log.Warn("orphan removal failed", "vmid", id, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// sweepResourceGroups removes resource groups marked for deletion once
+// their scale sets are gone.
+func (c *Controller) sweepResourceGroups(ctx context.Context) {
+	rgs, revs, err := state.List[model.ResourceGroup](ctx, c.opts.Store, model.PrefixResourceGroups)
+	if err != nil {
+		return
+	}
+	for i, rg := range rgs {
+		if !rg.Deleting {
+			continue
+		}
+		kvs, _, err := c.opts.Store.List(ctx, model.ScaleSetPrefix(rg.Sub, rg.Name))
+		if err != nil || len(kvs) > 0 {
+			continue
+		}
+		key := model.ResourceGroupKey(rg.Sub, rg.Name)
+		if _, err := c.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, revs[i])}, store.Delete(key)); err != nil {
+			continue
+		}
+		_ = state.CompletePending(ctx, c.opts.Store, key, -1, nil, 0, c.opts.Now())
+	}
+}

@@ -1,0 +1,127 @@
+// Package driver defines how vmssd runs instances on a host. A Driver turns
+// an instance Spec into something running (a supervised process, a QEMU
+// virtual machine, ...) and reports what it observes. The controller never
+// touches the local machine directly: it talks to hosts, and each host has a
+// driver. Drivers are imperative and idempotent: calling Create for an
+// instance that already exists with the same Spec.ID is not an error.
+package driver
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned for an instance the driver does not know.
+var ErrNotFound = errors.New("driver: instance not found")
+
+// ErrImageInvalid is returned when the image directory cannot be used by
+// this driver (wrong format, missing manifest, ...).
+var ErrImageInvalid = errors.New("driver: image not usable by this driver")
+
+// Power is the observed power state of an instance.
+type Power string
+
+const (
+	PowerStarting     Power = "starting"
+	PowerRunning      Power = "running"
+	PowerStopping     Power = "stopping"
+	PowerStopped      Power = "stopped"
+	PowerDeallocating Power = "deallocating"
+	PowerDeallocated  Power = "deallocated"
+	PowerUnknown      Power = "unknown"
+)
+
+// Spec is everything a driver needs to create an instance. It is persisted by
+// the driver next to the instance so that Recover can rebuild its state.
+type Spec struct {
+	// ID is the instance's unique, immutable identity (the ARM vmId). Driver
+	// state is keyed by it.
+	ID string `json:"id"`
+	// ImageDir is an unpacked, read-only image (see package artifact for the
+	// layout: manifest.json + rootfs/). Drivers must not modify it.
+	ImageDir string `json:"imageDir"`
+	// ImageDigest identifies the image content ("sha256:...").
+	ImageDigest string `json:"imageDigest"`
+	// Size is the VM size (sku.name); drivers that enforce sizes use it.
+	Size string `json:"size,omitempty"`
+	// Metadata is served by the guest as its instance-metadata document
+	// (image version, instance id, fault and update domain, ...).
+	Metadata Metadata `json:"metadata"`
+}
+
+// Metadata is the instance-metadata document handed to the guest.
+type Metadata struct {
+	SubscriptionID    string `json:"subscriptionId"`
+	ResourceGroupName string `json:"resourceGroupName"`
+	VMScaleSetName    string `json:"vmScaleSetName"`
+	Name              string `json:"name"`
+	InstanceID        string `json:"instanceId"`
+	VMID              string `json:"vmId"`
+	ComputerName      string `json:"computerName"`
+	Location          string `json:"location"`
+	VMSize            string `json:"vmSize"`
+	FaultDomain       int    `json:"platformFaultDomain"`
+	UpdateDomain      int    `json:"platformUpdateDomain"`
+	OSType            string `json:"osType"`
+	Publisher         string `json:"publisher,omitempty"`
+	Offer             string `json:"offer,omitempty"`
+	SKU               string `json:"sku,omitempty"`
+	ImageVersion      string `json:"version,omitempty"`
+	ImageURI          string `json:"imageUri,omitempty"`
+	ModelVersion      int64  `json:"modelVersion"`
+}
+
+// Status is what the driver observes about one instance.
+type Status struct {
+	ID          string `json:"id"`
+	Power       Power  `json:"power"`
+	ImageDigest string `json:"imageDigest"`
+	// HealthURL is the http URL the host prober GETs (empty when not running).
+	HealthURL string `json:"healthUrl,omitempty"`
+	// Ports maps a guest port name ("health", "ssh") to a host address.
+	Ports map[string]string `json:"ports,omitempty"`
+	// PID of the instance process (0 when none).
+	PID int `json:"pid,omitempty"`
+	// Since is when Power last changed.
+	Since time.Time `json:"since"`
+	// Message explains the state (exit status, boot failure, ...).
+	Message string `json:"message,omitempty"`
+	// Restarts counts how often the supervisor restarted a crashed guest.
+	Restarts int `json:"restarts,omitempty"`
+}
+
+// Driver runs instances on one host.
+type Driver interface {
+	// Name is the driver's name ("process", "qemu").
+	Name() string
+	// Create prepares a fresh OS disk from the image and starts the instance.
+	// Creating an existing ID with the same image is a no-op.
+	Create(ctx context.Context, spec Spec) (Status, error)
+	// Start boots a stopped or deallocated instance (same disk).
+	Start(ctx context.Context, id string) (Status, error)
+	// Stop powers the instance off and keeps its disk. graceful=false skips
+	// the guest shutdown. Deallocate additionally releases the host
+	// resources (process, ports, memory) but keeps the disk.
+	Stop(ctx context.Context, id string, graceful bool) (Status, error)
+	Deallocate(ctx context.Context, id string) (Status, error)
+	// Restart stops and starts the instance.
+	Restart(ctx context.Context, id string) (Status, error)
+	// Reimage replaces the OS disk with a fresh one from spec's image (which
+	// may be a new image: this is also how upgrades apply) and leaves the
+	// instance running.
+	Reimage(ctx context.Context, spec Spec) (Status, error)
+	// Delete stops the instance and removes everything it had.
+	Delete(ctx context.Context, id string) error
+	// Inspect returns the current status of one instance, or ErrNotFound.
+	Inspect(ctx context.Context, id string) (Status, error)
+	// List returns the status of every instance the driver knows.
+	List(ctx context.Context) ([]Status, error)
+	// Recover re-adopts instances after a restart of vmssd: it reads the
+	// driver's on-disk state, re-attaches to guests that are still running
+	// and restarts supervision. It is called once, before any other method.
+	Recover(ctx context.Context) ([]Status, error)
+	// Close stops supervising (it does not stop the guests) and releases
+	// resources.
+	Close() error
+}

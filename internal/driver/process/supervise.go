@@ -1,0 +1,457 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmssd/vmssd/internal/driver"
+)
+
+// killTimeout bounds the wait for a guest to exit after SIGKILL.
+const killTimeout = 10 * time.Second
+
+// stableAfter is how long a guest must run for its next crash to restart it
+// without accumulated backoff.
+const stableAfter = 10 * time.Second
+
+// proc is one guest process: a child vmssd spawned or a process it adopted
+// after a restart. The guest leads its own session and process group, so its
+// pid is also its process group id.
+type proc struct {
+	pid   int
+	start uint64    // /proc/<pid>/stat start time
+	began time.Time // when vmssd spawned or adopted it
+
+	// done is closed once the process has exited (and was reaped when it is
+	// a child); exit describes how it ended.
+	done chan struct{}
+	exit string
+}
+
+func newProc(pid int, start uint64) *proc {
+	return &proc{pid: pid, start: start, began: time.Now(), done: make(chan struct{})}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal sends sig to the guest's process group (the guest and whatever it
+// started). While the guest has not been seen exiting, its zombie or live
+// leader pins the group id, so the group cannot be somebody else's.
+func (p *proc) signal(sig syscall.Signal) error {
+	if p.exited() {
+		return nil
+	}
+	err := unix.Kill(-p.pid, sig)
+	if errors.Is(err, unix.ESRCH) {
+		// The leader moved to another group: signal it alone.
+		err = nil
+		if alive(p.pid, p.start) {
+			err = unix.Kill(p.pid, sig)
+		}
+	}
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("process: signal %d: %w", p.pid, err)
+	}
+	return nil
+}
+
+// reap is called once the guest has exited: it kills what is left of its
+// process group (so that a leftover child does not keep the port), reaps the
+// guest if it is a child of this process, records how it ended and closes
+// done.
+func (p *proc) reap() {
+	// Skip the group kill if the pid was recycled by a new group leader
+	// (possible only for a non-child reaped by init in the meantime).
+	if st, err := readProcStat(p.pid); err != nil || st.Start == p.start {
+		_ = unix.Kill(-p.pid, unix.SIGKILL)
+	}
+	p.exit = "exited"
+	for range 100 {
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil { // ECHILD: adopted from a previous vmssd, status unknown
+			break
+		}
+		if wpid == p.pid {
+			p.exit = describeWait(ws)
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // exited, not yet waitable
+	}
+	close(p.done)
+}
+
+// describeWait says how a process ended.
+func describeWait(ws unix.WaitStatus) string {
+	switch {
+	case ws.Exited():
+		return "exited with status " + strconv.Itoa(ws.ExitStatus())
+	case ws.Signaled():
+		return "was killed by " + unix.SignalName(ws.Signal())
+	default:
+		return "exited"
+	}
+}
+
+// goWatch starts supervising p. It returns false (and does not) once the
+// driver is closed: the guest then runs unsupervised until the next Recover.
+func (d *Driver) goWatch(in *instance, p *proc) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.wg.Add(1)
+	go d.watch(in, p)
+	return true
+}
+
+// goRestart schedules a supervisor restart of in after delay.
+func (d *Driver) goRestart(in *instance, delay time.Duration) {
+	ctx := d.armRestart(in)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.restartLoop(in, ctx, delay)
+	}()
+}
+
+// armRestart returns the context of a new pending restart of in, cancelled
+// by the next operation on in or by Close. Called with op held.
+func (d *Driver) armRestart(in *instance) context.Context {
+	in.cancelRestart()
+	ctx, cancel := context.WithCancel(d.ctx)
+	in.restartCancel = cancel
+	return ctx
+}
+
+// watch is the supervisor of one guest process: it waits for the process to
+// exit and, if the instance should still be running, restarts it.
+func (d *Driver) watch(in *instance, p *proc) {
+	defer d.wg.Done()
+	if !waitExit(d.ctx, p.pid, p.start, d.opts.PollInterval) {
+		return // driver closed
+	}
+	p.reap()
+
+	in.op.Lock()
+	if d.ctx.Err() != nil || in.proc != p {
+		// Closed, or an operation (Stop, Delete, ...) owns the exit.
+		in.op.Unlock()
+		return
+	}
+	in.lastExit = p.exit
+	uptime := time.Since(p.began)
+	var (
+		restart bool
+		delay   time.Duration
+	)
+	in.mu.Lock()
+	in.proc = nil
+	in.st.PID, in.st.StartTime = 0, 0
+	switch in.st.Desired {
+	case driver.PowerRunning:
+		restart = true
+		delay = in.nextBackoff(d.opts, uptime)
+		in.st.setPower(driver.PowerStarting, fmt.Sprintf("guest %s unexpectedly; restarting it in %s", p.exit, delay))
+	default:
+		// An operation gave up waiting (cancelled context) but the guest
+		// has now exited as asked.
+		in.st.setPower(in.st.Desired, "guest "+p.exit)
+	}
+	in.mu.Unlock()
+	if err := in.persist(); err != nil {
+		d.log.Error("persist instance state", "id", in.id, "err", err)
+	}
+	var ctx context.Context
+	if restart {
+		d.log.Warn("guest exited unexpectedly", "id", in.id, "pid", p.pid, "exit", p.exit, "restartIn", delay)
+		ctx = d.armRestart(in)
+	}
+	in.op.Unlock()
+	if restart {
+		d.restartLoop(in, ctx, delay)
+	}
+}
+
+// nextBackoff returns the delay before the next restart and counts the
+// failure. A guest that ran for stableAfter resets the backoff. Called with
+// op held.
+func (in *instance) nextBackoff(o Options, uptime time.Duration) time.Duration {
+	if uptime >= stableAfter {
+		in.failures = 0
+	}
+	delay := o.RestartBackoff
+	for i := 0; i < in.failures && delay < o.MaxRestartBackoff; i++ {
+		delay *= 2
+	}
+	in.failures++
+	return min(delay, o.MaxRestartBackoff)
+}
+
+// restartLoop waits delay, then starts the guest again, retrying with
+// backoff until it starts or ctx is cancelled (by an operation or Close).
+func (d *Driver) restartLoop(in *instance, ctx context.Context, delay time.Duration) {
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		in.op.Lock()
+		if ctx.Err() != nil {
+			in.op.Unlock()
+			return
+		}
+		err := d.spawnLocked(in, true)
+		if err == nil {
+			in.op.Unlock()
+			return
+		}
+		delay = in.nextBackoff(d.opts, 0)
+		in.update(func(st *state) {
+			st.setPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
+		})
+		if perr := in.persist(); perr != nil {
+			d.log.Error("persist instance state", "id", in.id, "err", perr)
+		}
+		d.log.Error("restart guest", "id", in.id, "err", err, "retryIn", delay)
+		in.op.Unlock()
+	}
+}
+
+// spawnLocked starts the guest of in and supervises it. restart says the
+// supervisor restarts a guest that ended (counted in Restarts). Called with
+// op held, the desired power already running and persisted.
+func (d *Driver) spawnLocked(in *instance, restart bool) error {
+	port, err := d.ensurePortLocked(in)
+	if err != nil {
+		return err
+	}
+	in.mu.Lock()
+	spec, m := in.spec, in.manifest
+	in.mu.Unlock()
+
+	if err := writeJSONAtomic(in.path(metadataFile), spec.Metadata); err != nil {
+		return err
+	}
+	disk := in.path(diskDir)
+	argv := m.command(d.opts.GuestBinary)
+	if len(argv) == 0 {
+		return fmt.Errorf("%w: no entrypoint", driver.ErrImageInvalid)
+	}
+	name, err := resolveCommand(argv[0], disk, m.Env)
+	if err != nil {
+		return err
+	}
+	env := make([]string, 0, len(m.Env)+3)
+	for _, k := range slices.Sorted(maps.Keys(m.Env)) {
+		env = append(env, k+"="+m.Env[k])
+	}
+	env = append(env,
+		envPort+"="+strconv.Itoa(port),
+		envMetadata+"="+in.path(metadataFile),
+		envDisk+"="+disk,
+	)
+
+	if _, err := rotateConsole(in.path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
+		d.log.Warn("rotate console", "id", in.id, "err", err)
+	}
+	console, err := os.OpenFile(in.path(consoleFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("process: open console: %w", err)
+	}
+	defer console.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("process: %w", err)
+	}
+	defer null.Close()
+
+	osp, err := os.StartProcess(name, argv, &os.ProcAttr{
+		Dir:   disk,
+		Env:   env,
+		Files: []*os.File{null, console, console},
+		// Own session and process group: the guest outlives vmssd, and
+		// signals reach everything it starts.
+		Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		return fmt.Errorf("process: start guest: %w", err)
+	}
+	pid := osp.Pid
+	// The child is not reaped before we wait for it, so its stat is
+	// readable even if it already exited.
+	var start uint64
+	if st, err := readProcStat(pid); err == nil {
+		start = st.Start
+	}
+	osp.Release()
+	p := newProc(pid, start)
+
+	msg := ""
+	if restart {
+		msg = "restarted by the supervisor after the guest " + in.lastExit
+	}
+	in.mu.Lock()
+	in.proc = p
+	in.st.PID, in.st.StartTime = pid, start
+	if restart {
+		in.st.Restarts++
+	}
+	in.st.setPower(driver.PowerRunning, msg)
+	in.mu.Unlock()
+	if err := in.persist(); err != nil {
+		// The guest runs; Recover finds it by its environment if needed.
+		d.log.Error("persist instance state", "id", in.id, "err", err)
+	}
+	d.log.Info("guest started", "id", in.id, "pid", pid, "port", port, "restart", restart)
+	d.goWatch(in, p)
+	return nil
+}
+
+// ensurePortLocked returns the instance's port, allocating one when it has
+// none or when its reserved port was taken by another program meanwhile.
+// Called with op held.
+func (d *Driver) ensurePortLocked(in *instance) (int, error) {
+	in.mu.Lock()
+	port := in.st.Port
+	in.mu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if port != 0 {
+		if d.ports.owner(port) == in.id && portFree(port) {
+			return port, nil
+		}
+		d.log.Warn("reserved port is not free, moving the instance", "id", in.id, "port", port)
+		d.ports.release(port, in.id)
+	}
+	port, err := d.ports.allocate(in.id)
+	if err != nil {
+		return 0, err
+	}
+	in.mu.Lock()
+	in.st.Port = port
+	in.mu.Unlock()
+	return port, nil
+}
+
+// releasePortLocked gives the instance's port back. Called with op held.
+func (d *Driver) releasePortLocked(in *instance) {
+	in.mu.Lock()
+	port := in.st.Port
+	in.st.Port = 0
+	in.mu.Unlock()
+	if port != 0 {
+		d.mu.Lock()
+		d.ports.release(port, in.id)
+		d.mu.Unlock()
+	}
+}
+
+// stopProcLocked stops the guest of in, if any: SIGTERM to its process
+// group and up to StopTimeout for it to exit when graceful (cut short by ctx),
+// then SIGKILL. Called with op held.
+func (d *Driver) stopProcLocked(ctx context.Context, in *instance, graceful bool) error {
+	in.cancelRestart()
+	in.mu.Lock()
+	p := in.proc
+	in.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if graceful && !p.exited() {
+		if err := p.signal(unix.SIGTERM); err != nil {
+			return err
+		}
+		t := time.NewTimer(d.opts.StopTimeout)
+		select {
+		case <-p.done:
+		case <-t.C:
+			d.log.Warn("guest ignored SIGTERM, killing it", "id", in.id, "pid", p.pid, "timeout", d.opts.StopTimeout)
+		case <-ctx.Done():
+		case <-d.ctx.Done():
+			t.Stop()
+			return ErrClosed
+		}
+		t.Stop()
+	}
+	if !p.exited() {
+		if err := p.signal(unix.SIGKILL); err != nil {
+			return err
+		}
+		t := time.NewTimer(killTimeout)
+		defer t.Stop()
+		select {
+		case <-p.done:
+		case <-t.C:
+			return fmt.Errorf("process: guest %d did not exit %s after SIGKILL", p.pid, killTimeout)
+		case <-d.ctx.Done():
+			return ErrClosed
+		}
+	}
+	in.lastExit = p.exit
+	in.mu.Lock()
+	in.proc = nil
+	in.st.PID, in.st.StartTime = 0, 0
+	in.mu.Unlock()
+	return nil
+}
+
+// resolveCommand finds the program to run: an absolute path as is, a path
+// with a slash relative to the disk, a bare name in the PATH of the image's
+// environment (or of vmssd when the image sets none).
+func resolveCommand(name, disk string, env map[string]string) (string, error) {
+	switch {
+	case filepath.IsAbs(name):
+		return name, nil
+	case strings.Contains(name, "/"):
+		return filepath.Join(disk, name), nil
+	}
+	path, ok := env["PATH"]
+	if !ok {
+		path = os.Getenv("PATH")
+	}
+	for dir := range strings.SplitSeq(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(disk, dir)
+		}
+		cand := filepath.Join(dir, name)
+		if fi, err := os.Stat(cand); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("process: entrypoint %q: %w", name, fs.ErrNotExist)
+}

@@ -1,0 +1,391 @@
+// Package server wires vmssd together: it opens the state store, the image
+// store and the TLS material in a data directory, bootstraps the operator
+// credential, the default subscription and the demo images on first start,
+// and runs the ARM API server, the controller and the local host.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vmssd/vmssd/internal/apiserver"
+	"github.com/vmssd/vmssd/internal/artifact"
+	"github.com/vmssd/vmssd/internal/auth"
+	"github.com/vmssd/vmssd/internal/controller"
+	"github.com/vmssd/vmssd/internal/driver/process"
+	"github.com/vmssd/vmssd/internal/host"
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/pki"
+	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/store"
+	"github.com/vmssd/vmssd/internal/store/boltstore"
+	"github.com/vmssd/vmssd/internal/store/memstore"
+)
+
+// Config configures a server.
+type Config struct {
+	// DataDir holds everything vmssd keeps.
+	DataDir string
+	// Listen is the HTTPS address (127.0.0.1:8443; port 0 picks one).
+	Listen string
+	// Location is the cloud's region name.
+	Location string
+	// Store is "bolt" (default) or "memory".
+	Store string
+	// GuestBinary runs process-image guests (default: this executable).
+	GuestBinary string
+	// DefaultSubscription is created on first start.
+	DefaultSubscription string
+	// PageSize bounds list pages.
+	PageSize int
+	// HealthGrace is the Application Health grace period.
+	HealthGrace time.Duration
+	// NoDemoImages skips publishing the demo images on first start.
+	NoDemoImages bool
+	Logger       *slog.Logger
+}
+
+// DefaultSubscriptionID is the subscription created at first start.
+const DefaultSubscriptionID = "00000000-0000-0000-0000-000000000001"
+
+// OperatorClientID is the bootstrap operator's client id.
+const OperatorClientID = "operator"
+
+// Demo image coordinates published on first start.
+const (
+	DemoPublisher = "vmssd"
+	DemoOffer     = "demo"
+	DemoSKU       = "guest"
+)
+
+// DemoVersions are the demo image versions published on first start.
+var DemoVersions = []string{"1.0.0", "1.1.0"}
+
+// ClientConfig is the file vmssctl reads (like a kubeconfig).
+type ClientConfig struct {
+	Endpoint     string `json:"endpoint"`
+	CAFile       string `json:"caFile"`
+	Tenant       string `json:"tenant"`
+	ClientID     string `json:"clientId"`
+	ClientSecret string `json:"clientSecret"`
+	Audience     string `json:"audience"`
+	Subscription string `json:"subscription"`
+	Location     string `json:"location"`
+}
+
+// Server is a running vmssd.
+type Server struct {
+	cfg        Config
+	URL        string
+	CAFile     string
+	CAPEM      []byte
+	ConfigFile string
+	Client     ClientConfig
+	Store      store.Store
+	Issuer     *auth.Issuer
+	Controller *controller.Controller
+	Host       *host.Host
+
+	httpSrv *http.Server
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errMu   sync.Mutex
+	err     error
+	closers []func() error
+}
+
+// Start starts a server; it returns once it listens.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: DataDir is required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8443"
+	}
+	if cfg.Location == "" {
+		cfg.Location = "local"
+	}
+	if cfg.DefaultSubscription == "" {
+		cfg.DefaultSubscription = DefaultSubscriptionID
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	s := &Server{cfg: cfg}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeAll()
+		}
+	}()
+
+	// State store.
+	switch cfg.Store {
+	case "", "bolt":
+		st, err := boltstore.Open(filepath.Join(cfg.DataDir, "state.db"), boltstore.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("server: open state store: %w", err)
+		}
+		s.Store = st
+	case "memory":
+		s.Store = memstore.New(memstore.Options{})
+	default:
+		return nil, fmt.Errorf("server: unknown store %q", cfg.Store)
+	}
+	s.closers = append(s.closers, s.Store.Close)
+
+	// TLS and tokens.
+	bundle, err := pki.Ensure(filepath.Join(cfg.DataDir, "pki"), nil, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("server: tls: %w", err)
+	}
+	s.CAFile, s.CAPEM = bundle.CAFile, bundle.CACertPEM
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen: %w", err)
+	}
+	s.URL = "https://" + ln.Addr().String()
+	s.Issuer, err = auth.NewIssuer(filepath.Join(cfg.DataDir, "token-signing.key"), auth.Options{ResourceManagerEndpoint: s.URL, Logger: log})
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("server: token issuer: %w", err)
+	}
+
+	// Images, host and controller.
+	arts, err := artifact.Open(filepath.Join(cfg.DataDir, "artifacts"))
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("server: artifacts: %w", err)
+	}
+	imgs := &images{store: arts, files: map[string]fileImport{}}
+	drv, err := process.New(process.Options{Root: filepath.Join(cfg.DataDir, "hosts", "local", "instances"), GuestBinary: cfg.GuestBinary, Logger: log})
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("server: process driver: %w", err)
+	}
+	s.closers = append(s.closers, drv.Close)
+	var ctrl *controller.Controller
+	s.Host = host.New(drv, host.Options{
+		Name: "local", FaultDomain: 0, Logger: log, Grace: cfg.HealthGrace,
+		OnChange: func(vmid string) {
+			if ctrl != nil {
+				ctrl.HostChanged(vmid)
+			}
+		},
+	})
+	ctrl = controller.New(controller.Options{Store: s.Store, Hosts: []*host.Host{s.Host}, Images: imgs, Logger: log})
+	s.Controller = ctrl
+
+	if err := s.bootstrap(ctx, imgs); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+
+	api := apiserver.New(apiserver.Options{
+		Store: s.Store, Auth: &authenticator{issuer: s.Issuer, store: s.Store}, Observer: ctrl, Artifacts: imgs,
+		TokenHandler: s.Issuer.Handler(&source{store: s.Store}), Logger: log,
+		Location: cfg.Location, Audience: auth.DefaultAudience, PageSize: cfg.PageSize,
+	})
+	tlsCfg := bundle.ServerTLSConfig()
+	s.httpSrv = &http.Server{Handler: api, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.wg.Go(func() { s.fail(s.Host.Run(runCtx)) })
+	s.wg.Go(func() { s.fail(ctrl.Run(runCtx)) })
+	s.wg.Go(func() {
+		if err := s.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.fail(err)
+		}
+	})
+	if err := s.writeClientConfig(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	ok = true
+	log.Info("vmssd listening", "url", s.URL, "ca", s.CAFile, "config", s.ConfigFile, "data", cfg.DataDir)
+	return s, nil
+}
+
+func (s *Server) fail(err error) {
+	if err == nil {
+		return
+	}
+	s.errMu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.errMu.Unlock()
+	s.cfg.Logger.Error("component failed", "err", err)
+}
+
+// Err returns the first component failure.
+func (s *Server) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Close stops serving and the controller; instances keep running and are
+// re-adopted by the next start.
+func (s *Server) Close() {
+	if s.httpSrv != nil {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.httpSrv.Shutdown(sctx)
+		c()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	s.closeAll()
+}
+
+func (s *Server) closeAll() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		_ = s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// bootstrap creates what a first start needs: the default subscription, the
+// operator credential and the demo images.
+func (s *Server) bootstrap(ctx context.Context, imgs *images) error {
+	now := time.Now()
+	subKey := model.SubscriptionKey(s.cfg.DefaultSubscription)
+	if _, err := s.Store.Get(ctx, subKey); errors.Is(err, store.ErrNotFound) {
+		sub := &model.Subscription{ID: s.cfg.DefaultSubscription, DisplayName: "Default", State: "Enabled", Created: now}
+		if _, err := s.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(subKey, 0)}, state.PutOp(subKey, sub)); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	credFile := filepath.Join(s.cfg.DataDir, "operator.json")
+	var cred struct {
+		ClientID     string `json:"clientId"`
+		ClientSecret string `json:"clientSecret"`
+	}
+	if b, err := os.ReadFile(credFile); err == nil && json.Unmarshal(b, &cred) == nil && cred.ClientSecret != "" {
+		s.Client.ClientID, s.Client.ClientSecret = cred.ClientID, cred.ClientSecret
+	} else {
+		secret, err := auth.NewSecret()
+		if err != nil {
+			return err
+		}
+		p := &model.Principal{ClientID: OperatorClientID, DisplayName: "Bootstrap operator", Role: string(auth.RoleOperator), SecretHash: auth.HashSecret(secret), Created: now}
+		if _, err := s.Store.Txn(ctx, nil, state.PutOp(model.PrincipalKey(OperatorClientID), p)); err != nil {
+			return err
+		}
+		cred.ClientID, cred.ClientSecret = OperatorClientID, secret
+		b, _ := json.MarshalIndent(cred, "", "  ")
+		if err := writeFileAtomic(credFile, b, 0o600); err != nil {
+			return err
+		}
+		s.Client.ClientID, s.Client.ClientSecret = cred.ClientID, cred.ClientSecret
+	}
+	if s.cfg.NoDemoImages {
+		return nil
+	}
+	if kvs, _, err := s.Store.List(ctx, model.PrefixImages); err != nil || len(kvs) > 0 {
+		return err
+	}
+	for _, v := range DemoVersions {
+		d, n, err := imgs.importDemo(ctx, artifact.DemoOptions{Version: v, Healthy: true})
+		if err != nil {
+			return fmt.Errorf("server: demo image %s: %w", v, err)
+		}
+		iv := &model.ImageVersion{Publisher: DemoPublisher, Offer: DemoOffer, SKU: DemoSKU, Version: v, Location: s.cfg.Location, OSType: "Linux", Digest: string(d), Size: n, Created: now}
+		if _, err := s.Store.Txn(ctx, nil, state.PutOp(model.ImageKey(DemoPublisher, DemoOffer, DemoSKU, v), iv)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) writeClientConfig() error {
+	s.Client.Endpoint = s.URL
+	s.Client.CAFile = s.CAFile
+	s.Client.Tenant = auth.DefaultTenantID
+	s.Client.Audience = auth.DefaultAudience
+	s.Client.Subscription = s.cfg.DefaultSubscription
+	s.Client.Location = s.cfg.Location
+	b, _ := json.MarshalIndent(s.Client, "", "  ")
+	s.ConfigFile = filepath.Join(s.cfg.DataDir, "vmssctl.json")
+	return writeFileAtomic(s.ConfigFile, b, 0o600)
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// authenticator verifies tokens and re-reads the principal so that a
+// deleted or re-scoped principal takes effect at once.
+type authenticator struct {
+	issuer *auth.Issuer
+	store  store.Store
+}
+
+func (a *authenticator) Authenticate(ctx context.Context, token string) (*apiserver.Caller, error) {
+	claims, err := a.issuer.Verify(token, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := state.Get[model.Principal](ctx, a.store, model.PrincipalKey(claims.Principal().ClientID))
+	if err != nil {
+		return nil, fmt.Errorf("principal %q: %w", claims.Principal().ClientID, err)
+	}
+	return &apiserver.Caller{ClientID: p.ClientID, Role: p.Role, Subscriptions: p.Subscriptions}, nil
+}
+
+// source authenticates client credentials for the token endpoint.
+type source struct{ store store.Store }
+
+func (s *source) Authenticate(ctx context.Context, clientID, secret string) (auth.Principal, error) {
+	p, _, err := state.Get[model.Principal](ctx, s.store, model.PrincipalKey(clientID))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return auth.Principal{}, auth.ErrInvalidClient
+		}
+		return auth.Principal{}, err
+	}
+	if !auth.CheckSecret(p.SecretHash, secret) {
+		return auth.Principal{}, auth.ErrInvalidClient
+	}
+	role, err := auth.ParseRole(p.Role)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	return auth.Principal{ClientID: p.ClientID, DisplayName: p.DisplayName, Role: role, Subscriptions: p.Subscriptions}, nil
+}

@@ -1,0 +1,165 @@
+// Package state is typed access to the store: JSON records read with their
+// revision, compare-and-swap updates with retry, and long-running operation
+// records (created in the same transaction as the change they track, and
+// completed by the controller).
+package state
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vmssd/vmssd/api/arm"
+	"github.com/vmssd/vmssd/internal/errs"
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/store"
+)
+
+// Get reads and decodes a record; it returns store.ErrNotFound (wrapped)
+// when the key is absent.
+func Get[T any](ctx context.Context, s store.Store, key string) (*T, int64, error) {
+	kv, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	v := new(T)
+	if err := json.Unmarshal(kv.Value, v); err != nil {
+		return nil, 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return v, kv.ModRevision, nil
+}
+
+// List reads and decodes every record under prefix.
+func List[T any](ctx context.Context, s store.Store, prefix string) ([]*T, []int64, error) {
+	kvs, _, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*T, 0, len(kvs))
+	revs := make([]int64, 0, len(kvs))
+	for _, kv := range kvs {
+		v := new(T)
+		if err := json.Unmarshal(kv.Value, v); err != nil {
+			return nil, nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out = append(out, v)
+		revs = append(revs, kv.ModRevision)
+	}
+	return out, revs, nil
+}
+
+// PutOp encodes v into a put operation.
+func PutOp(key string, v any) store.Op {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Records are plain data; failing to encode one is a programming error.
+		panic(fmt.Sprintf("encode %s: %v", key, err))
+	}
+	return store.Put(key, b)
+}
+
+// ErrSkip, returned by an Update function, leaves the record unchanged.
+var ErrSkip = errors.New("state: no change")
+
+// Update applies fn to the record under key with compare-and-swap, retrying
+// on conflicts. fn may return ErrSkip to write nothing.
+func Update[T any](ctx context.Context, s store.Store, key string, fn func(*T) error) (*T, error) {
+	for attempt := 0; ; attempt++ {
+		v, rev, err := Get[T](ctx, s, key)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(v); err != nil {
+			if errors.Is(err, ErrSkip) {
+				return v, nil
+			}
+			return nil, err
+		}
+		_, err = s.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, PutOp(key, v))
+		if err == nil {
+			return v, nil
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt > 50 {
+			return nil, err
+		}
+	}
+}
+
+// NewID returns a random operation/VM id in GUID form.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func pendingKey(target, id string) string {
+	return "/ops-pending/" + target + "/" + strings.ToLower(id)
+}
+
+// NewOperation builds an InProgress operation and the store ops that record
+// it; put them in the same transaction as the change it tracks.
+func NewOperation(kind, sub, location, target string, generation int64, now time.Time) (*model.Operation, []store.Op) {
+	op := &model.Operation{
+		ID: NewID(), Sub: sub, Location: location, Kind: kind, Target: target,
+		Generation: generation, Status: arm.StatusInProgress, Start: now,
+	}
+	return op, []store.Op{PutOp(model.OperationKey(op.ID), op), store.Put(pendingKey(target, op.ID), []byte(op.ID))}
+}
+
+// CompletePending finishes the InProgress operations of target whose
+// generation is at most observed (all of them when observed < 0). failErr,
+// when set, fails those at or after failGen.
+func CompletePending(ctx context.Context, s store.Store, target string, observed int64, failErr *arm.ErrorDetail, failGen int64, now time.Time) error {
+	kvs, _, err := s.List(ctx, "/ops-pending/"+target+"/")
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		id := string(kv.Value)
+		key := model.OperationKey(id)
+		op, rev, err := Get[model.Operation](ctx, s, key)
+		if errors.Is(err, store.ErrNotFound) {
+			_, _ = s.Txn(ctx, nil, store.Delete(string(kv.Key)))
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if observed >= 0 && op.Generation > observed {
+			continue
+		}
+		if failErr != nil && op.Generation >= failGen {
+			op.Status, op.Error = arm.StatusFailed, failErr
+		} else {
+			op.Status = arm.StatusSucceeded
+		}
+		t := now
+		op.End = &t
+		_, err = s.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, PutOp(key, op), store.Delete(string(kv.Key)))
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return nil
+}
+
+// ErrorDetail converts an error to its wire form.
+func ErrorDetail(err error) *arm.ErrorDetail {
+	if err == nil {
+		return nil
+	}
+	e := errs.From(err)
+	d := &arm.ErrorDetail{Code: e.ARMCode(), Message: e.Message, Target: e.Target}
+	for _, x := range e.Details {
+		d.Details = append(d.Details, *ErrorDetail(x))
+	}
+	return d
+}

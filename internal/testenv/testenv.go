@@ -1,0 +1,267 @@
+// Package testenv is the hermetic test harness: it starts a real vmssd
+// (bbolt store, TLS, token issuer, process driver, controller) in the test
+// process on a temporary data directory and a free loopback port, and gives
+// tests an authenticated HTTPS client. The test binary doubles as the guest
+// program: call RunGuestIfAsked from TestMain.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmssd/vmssd/internal/auth"
+	"github.com/vmssd/vmssd/internal/guest"
+	"github.com/vmssd/vmssd/internal/server"
+)
+
+// RunGuestIfAsked runs the guest program and exits when the test binary was
+// started as a guest (argv[1] == "guest"). Call it first in TestMain.
+func RunGuestIfAsked() {
+	if len(os.Args) < 2 || os.Args[1] != "guest" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := guest.Run(ctx, os.Args[2:], os.Getenv, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guest:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Env is a running server and a client for it.
+type Env struct {
+	T       testing.TB
+	Server  *server.Server
+	Config  server.Config
+	HTTP    *http.Client
+	Token   string
+	Sub     string
+	API     string
+	dataDir string
+}
+
+// Options tunes Start.
+type Options struct {
+	DataDir  string
+	PageSize int
+	Store    string
+	Listen   string
+}
+
+// Start starts a server for the test; it is closed at cleanup (instances
+// are deleted with it unless KeepInstances).
+func Start(t testing.TB, o Options) *Env {
+	t.Helper()
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	level := slog.LevelWarn
+	if os.Getenv("VMSSD_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	cfg := server.Config{
+		DataDir: o.DataDir, Listen: o.Listen, Store: o.Store, GuestBinary: os.Args[0],
+		PageSize: o.PageSize, HealthGrace: 20 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	s, err := server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start vmssd: %v", err)
+	}
+	e := &Env{T: t, Server: s, Config: cfg, Sub: server.DefaultSubscriptionID, API: "2024-11-01", dataDir: o.DataDir}
+	e.HTTP = Client(s.CAPEM)
+	e.Token = e.IssueToken(server.OperatorClientID, auth.RoleOperator)
+	t.Cleanup(func() { e.Stop() })
+	return e
+}
+
+// Client returns an HTTPS client trusting only caPEM.
+func Client(caPEM []byte) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 16}}
+}
+
+// IssueToken mints a token for a principal directly (a "static token").
+func (e *Env) IssueToken(clientID string, role auth.Role) string {
+	tok, _, err := e.Server.Issuer.Issue(auth.Principal{ClientID: clientID, Role: role}, auth.DefaultAudience, time.Now())
+	if err != nil {
+		e.T.Fatalf("issue token: %v", err)
+	}
+	return tok
+}
+
+// Stop stops the server (idempotent); running instances survive it.
+func (e *Env) Stop() {
+	if e.Server != nil {
+		e.Server.Close()
+		e.Server = nil
+	}
+}
+
+// Response is a decoded HTTP response.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body.
+func (r *Response) JSON(v any) error { return json.Unmarshal(r.Body, v) }
+
+// Map decodes the body into a map.
+func (r *Response) Map() map[string]any {
+	var m map[string]any
+	_ = json.Unmarshal(r.Body, &m)
+	return m
+}
+
+// ErrorCode is error.code of an ARM error body.
+func (r *Response) ErrorCode() string {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Error.Code
+}
+
+// Do sends a request with the env's token (token "" = none, use DoAs).
+func (e *Env) Do(method, path string, body any) *Response {
+	return e.DoAs(e.Token, method, path, body)
+}
+
+// DoAs sends a request with the given bearer token ("" sends none). path
+// may omit api-version; e.API is added.
+func (e *Env) DoAs(token, method, path string, body any) *Response {
+	e.T.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.T.Fatalf("marshal: %v", err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	url := path
+	if !strings.HasPrefix(url, "https://") {
+		url = e.Server.URL + path
+	}
+	if !strings.Contains(url, "api-version=") {
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
+		}
+		url += sep + "api-version=" + e.API
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		e.T.Fatalf("request: %v", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := e.HTTP.Do(req)
+	if err != nil {
+		e.T.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// Wait polls the Azure-AsyncOperation of a response until it ends and
+// returns the final status ("Succeeded", "Failed", ...).
+func (e *Env) Wait(r *Response, timeout time.Duration) (string, map[string]any) {
+	e.T.Helper()
+	u := r.Header.Get("Azure-AsyncOperation")
+	if u == "" {
+		e.T.Fatalf("no Azure-AsyncOperation header (status %d: %s)", r.Status, r.Body)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		op := e.Do(http.MethodGet, u, nil)
+		m := op.Map()
+		if s, _ := m["status"].(string); s != "InProgress" {
+			return s, m
+		}
+		if time.Now().After(deadline) {
+			e.T.Fatalf("operation %s still InProgress after %v", u, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Eventually polls cond until it is true or the timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// Paths.
+func (e *Env) RGPath(rg string) string { return "/subscriptions/" + e.Sub + "/resourceGroups/" + rg }
+
+// VMSSPath is the ARM path of a scale set.
+func (e *Env) VMSSPath(rg, name string) string {
+	return e.RGPath(rg) + "/providers/Microsoft.Compute/virtualMachineScaleSets/" + name
+}
+
+// CreateRG creates a resource group.
+func (e *Env) CreateRG(rg string) {
+	e.T.Helper()
+	r := e.Do(http.MethodPut, e.RGPath(rg), map[string]any{"location": "local"})
+	if r.Status != http.StatusCreated && r.Status != http.StatusOK {
+		e.T.Fatalf("create rg: %d %s", r.Status, r.Body)
+	}
+}
+
+// VMSSBody is a scale set body for the demo image.
+func VMSSBody(capacity int, version, mode string) map[string]any {
+	return map[string]any{
+		"location": "local",
+		"sku":      map[string]any{"name": "Standard_A1", "tier": "Standard", "capacity": capacity},
+		"properties": map[string]any{
+			"upgradePolicy": map[string]any{"mode": mode},
+			"virtualMachineProfile": map[string]any{
+				"osProfile": map[string]any{"computerNamePrefix": "web", "adminUsername": "azureuser", "adminPassword": "S3cret!pass"},
+				"storageProfile": map[string]any{
+					"imageReference": map[string]any{"publisher": "vmssd", "offer": "demo", "sku": "guest", "version": version},
+				},
+			},
+		},
+	}
+}
