@@ -57,9 +57,9 @@ func digestFromHash(h hash.Hash) Digest {
 
 // truncate shortens s for error messages.
 func truncate(s string) string {
-	const max = 80
-	if len(s) <= max {
+	const limit = 80
+	if len(s) <= limit {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:limit] + "..."
 }

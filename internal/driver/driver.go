@@ -111,7 +111,9 @@ type Driver interface {
 	// may be a new image: this is also how upgrades apply) and leaves the
 	// instance running.
 	Reimage(ctx context.Context, spec Spec) (Status, error)
-	// Delete stops the instance and removes everything it had.
+	// Delete stops the instance and removes everything it had. Deleting an
+	// unknown ID returns an error wrapping ErrNotFound, which callers treat
+	// as "already deleted".
 	Delete(ctx context.Context, id string) error
 	// Inspect returns the current status of one instance, or ErrNotFound.
 	Inspect(ctx context.Context, id string) (Status, error)

@@ -110,6 +110,13 @@ func guestHealth(addr string) (int, string, error) {
 func waitHealthy(t testing.TB, e *testenv.Env, rg, name string, n int, timeout time.Duration) []vm {
 	t.Helper()
 	var vms []vm
+	defer func() {
+		if t.Failed() {
+			for _, v := range vms {
+				t.Logf("instance %s: %s %s %s %s", v.InstanceID, v.Properties.ProvisioningState, v.power(), v.health(), v.Properties.InstanceView.Statuses)
+			}
+		}
+	}()
 	testenv.Eventually(t, timeout, fmt.Sprintf("%d healthy instances", n), func() bool {
 		vms = listVMs(t, e, rg, name)
 		if len(vms) != n {

@@ -511,11 +511,17 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 	}
 	defer in.op.Unlock()
 	in.cancelRestart()
+	// Record the intent first: if vmssd dies before the directory is gone,
+	// Recover must not start the guest again.
 	in.update(func(st *state) {
+		st.Desired = driver.PowerStopped
 		if in.proc != nil {
 			st.setPower(driver.PowerStopping, "deleting")
 		}
 	})
+	if err := in.persist(); err != nil {
+		return fmt.Errorf("process: delete %s: %w", id, err)
+	}
 	if err := d.stopProcLocked(ctx, in, false); err != nil {
 		return fmt.Errorf("process: delete %s: %w", id, err)
 	}

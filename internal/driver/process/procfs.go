@@ -86,6 +86,11 @@ func waitExit(ctx context.Context, pid int, start uint64, interval time.Duration
 	if exited, ok := waitPidfd(ctx, pid, start); ok {
 		return exited
 	}
+	return pollExit(ctx, pid, start, interval)
+}
+
+// pollExit is waitExit by polling /proc every interval.
+func pollExit(ctx context.Context, pid int, start uint64, interval time.Duration) bool {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -165,6 +170,8 @@ type guestProc struct {
 	Leader bool
 	// Session is the process's session id.
 	Session int
+	// Port is the VMSSD_PORT the guest was started with (0 if unknown).
+	Port int
 }
 
 // scanGuests finds the live processes whose environment has
@@ -176,6 +183,7 @@ func scanGuests() (map[string][]guestProc, error) {
 		return nil, fmt.Errorf("process: scan /proc: %w", err)
 	}
 	prefix := []byte(envDisk + "=")
+	portPrefix := []byte(envPort + "=")
 	self := os.Getpid()
 	out := make(map[string][]guestProc)
 	for _, e := range entries {
@@ -188,10 +196,12 @@ func scanGuests() (map[string][]guestProc, error) {
 			continue
 		}
 		var disk string
+		port := 0
 		for kv := range bytes.SplitSeq(env, []byte{0}) {
 			if v, ok := bytes.CutPrefix(kv, prefix); ok {
 				disk = string(v)
-				break
+			} else if v, ok := bytes.CutPrefix(kv, portPrefix); ok {
+				port, _ = strconv.Atoi(string(v))
 			}
 		}
 		if disk == "" {
@@ -201,7 +211,7 @@ func scanGuests() (map[string][]guestProc, error) {
 		if err != nil || st.zombie() {
 			continue
 		}
-		out[disk] = append(out[disk], guestProc{PID: pid, Start: st.Start, Leader: st.Session == pid, Session: st.Session})
+		out[disk] = append(out[disk], guestProc{PID: pid, Start: st.Start, Leader: st.Session == pid, Session: st.Session, Port: port})
 	}
 	return out, nil
 }

@@ -158,7 +158,17 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan
 		if err != nil {
 			d.log.Warn("recover: cannot scan for unrecorded guests", "err", err)
 		}
-		p = d.adoptOrphan(in, guests[in.path(diskDir)])
+		var port int
+		p, port = d.adoptOrphan(in, guests[in.path(diskDir)])
+		if p != nil && port != 0 && in.st.Port != port {
+			// The spawn was not recorded: take the port from the guest's
+			// environment so that its health endpoint is known.
+			d.mu.Lock()
+			if d.ports.reserve(port, in.id) {
+				in.update(func(st *state) { st.Port = port })
+			}
+			d.mu.Unlock()
+		}
 	}
 
 	switch {
@@ -231,7 +241,7 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan
 
 // adoptOrphan picks, among the unrecorded guests of an instance, the newest
 // session leader to adopt and kills the others.
-func (d *Driver) adoptOrphan(in *instance, guests []guestProc) *proc {
+func (d *Driver) adoptOrphan(in *instance, guests []guestProc) (*proc, int) {
 	var best *guestProc
 	for i, g := range guests {
 		if g.Leader && (best == nil || g.Start > best.Start) {
@@ -250,10 +260,10 @@ func (d *Driver) adoptOrphan(in *instance, guests []guestProc) *proc {
 		}
 	}
 	if best == nil {
-		return nil
+		return nil, 0
 	}
-	d.log.Info("recover: found an unrecorded guest", "id", in.id, "pid", best.PID)
-	return newProc(best.PID, best.Start)
+	d.log.Info("recover: found an unrecorded guest", "id", in.id, "pid", best.PID, "port", best.Port)
+	return newProc(best.PID, best.Start), best.Port
 }
 
 // cleanInstanceDir removes temporary files and an uncommitted reimage, and

@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -181,5 +182,58 @@ func TestWaitExitInterrupted(t *testing.T) {
 	}
 	if !waitExit(t.Context(), os.Getpid(), st.Start+1, 10*time.Millisecond) {
 		t.Error("waitExit does not treat another start time as exited")
+	}
+}
+
+// TestExitDetection checks both ways of waiting for a guest: the pidfd and
+// the polling fallback, on a child that has not been reaped (a zombie).
+func TestExitDetection(t *testing.T) {
+	waiters := []struct {
+		name string
+		wait func(ctx context.Context, pid int, start uint64) bool
+	}{
+		{"pidfd", func(ctx context.Context, pid int, start uint64) bool {
+			exited, ok := waitPidfd(ctx, pid, start)
+			return exited && ok
+		}},
+		{"poll", func(ctx context.Context, pid int, start uint64) bool {
+			return pollExit(ctx, pid, start, 10*time.Millisecond)
+		}},
+	}
+	for _, w := range waiters {
+		t.Run(w.name, func(t *testing.T) {
+			if w.name == "pidfd" {
+				fd, err := unix.PidfdOpen(os.Getpid(), unix.PIDFD_NONBLOCK)
+				if err != nil {
+					t.Skipf("no pidfd support: %v", err)
+				}
+				unix.Close(fd)
+			}
+			cmd := exec.Command("/bin/sleep", "60")
+			if err := cmd.Start(); err != nil {
+				t.Skip(err)
+			}
+			defer cmd.Wait()
+			st, err := readProcStat(cmd.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan bool, 1)
+			go func() { done <- w.wait(t.Context(), cmd.Process.Pid, st.Start) }()
+			select {
+			case <-done:
+				t.Fatal("reported a live process as exited")
+			case <-time.After(100 * time.Millisecond):
+			}
+			cmd.Process.Kill()
+			select {
+			case exited := <-done:
+				if !exited {
+					t.Error("exit not reported")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("exit not detected")
+			}
+		})
 	}
 }

@@ -225,7 +225,7 @@ func (s *Store) replay(from, to int64) ([]store.Event, int64, error) {
 	to = min(to, s.rev, from+replayChunk-1)
 	var events []store.Event
 	// history holds revisions compactRev+1 ... rev, one entry each.
-	for i := from - s.compactRev; i <= to-s.compactRev-1; i++ {
+	for i := from - s.compactRev - 1; i <= to-s.compactRev-1; i++ {
 		events = append(events, s.history[i].events...)
 	}
 	return events, to + 1, nil

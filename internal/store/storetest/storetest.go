@@ -34,7 +34,7 @@ import (
 )
 
 // wait bounds every wait for a watch event or a closed channel.
-const wait = 20 * time.Second
+const wait = 10 * time.Second
 
 // Run runs the conformance suite against the backend that open creates.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {

@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmssd/vmssd/internal/auth"
+	"github.com/vmssd/vmssd/internal/server"
+	"github.com/vmssd/vmssd/internal/testenv"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// vmssdBinary builds cmd/vmssd once per test binary.
+func vmssdBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vmssd-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "vmssd")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/vmssd/vmssd/cmd/vmssd")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is a vmssd server process.
+type proc struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startProc(t *testing.T, dataDir, addr string) *proc {
+	t.Helper()
+	cmd := exec.Command(vmssdBinary(t), "--data-dir", dataDir, "--listen", addr, "--health-grace", "20s")
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "vmssd is listening on "); ok {
+				ready <- u
+			}
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	select {
+	case p.url = <-ready:
+	case <-p.done:
+		t.Fatal("vmssd exited before listening")
+	case <-time.After(30 * time.Second):
+		t.Fatal("vmssd did not start")
+	}
+	t.Cleanup(func() { p.kill() })
+	return p
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// attach builds a testenv-style client for a vmssd process.
+func attach(t *testing.T, dataDir, url string) *testenv.Env {
+	t.Helper()
+	ca, err := os.ReadFile(filepath.Join(dataDir, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB, err := os.ReadFile(filepath.Join(dataDir, "vmssctl.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cc server.ClientConfig
+	if err := json.Unmarshal(cfgB, &cc); err != nil {
+		t.Fatal(err)
+	}
+	e := &testenv.Env{T: t, HTTP: testenv.Client(ca), Sub: server.DefaultSubscriptionID, API: "2024-11-01"}
+	e.Server = &server.Server{URL: url}
+	e.Token = clientCredentialsToken(t, e, cc)
+	return e
+}
+
+// clientCredentialsToken gets a token from the server's token endpoint.
+func clientCredentialsToken(t *testing.T, e *testenv.Env, cc server.ClientConfig) string {
+	t.Helper()
+	form := "grant_type=client_credentials&client_id=" + cc.ClientID + "&client_secret=" + cc.ClientSecret +
+		"&scope=" + strings.TrimSuffix(auth.DefaultAudience, "/") + "/.default"
+	req, _ := http.NewRequest(http.MethodPost, e.Server.URL+"/"+cc.Tenant+"/oauth2/v2.0/token", strings.NewReader(form))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := e.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("token: %d %v", resp.StatusCode, err)
+	}
+	return tok.AccessToken
+}
+
+// guestProcesses counts live guest processes whose working directory is
+// under dataDir (one per running instance, no more).
+func guestProcesses(t *testing.T, dataDir string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil || !strings.HasPrefix(cwd, dataDir) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if !strings.Contains(string(cmdline), "guest") {
+			continue
+		}
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+2:]), "Z") {
+			continue // a zombie is not running
+		}
+		out[cwd]++
+	}
+	return out
+}
+
+func killGuests(dataDir string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && strings.HasPrefix(cwd, dataDir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// checkExact verifies the final instance set: n instances with ids 0..n-1,
+// all healthy on version, one guest process each, one disk each.
+func checkExact(t *testing.T, e *testenv.Env, dataDir string, n int, version string) {
+	t.Helper()
+	vms := waitHealthy(t, e, "rg", "ss", n, 60*time.Second)
+	seen := map[string]bool{}
+	for _, v := range vms {
+		if seen[v.InstanceID] {
+			t.Errorf("duplicate instance id %s", v.InstanceID)
+		}
+		seen[v.InstanceID] = true
+	}
+	for id, ver := range versions(t, vms) {
+		if ver != version {
+			t.Errorf("instance %s runs %s, want %s", id, ver, version)
+		}
+	}
+	testenv.Eventually(t, 15*time.Second, "one guest process per instance", func() bool {
+		procs := guestProcesses(t, dataDir)
+		total := 0
+		for _, c := range procs {
+			total += c
+		}
+		return total == n && len(procs) == n
+	})
+	dirs, _ := os.ReadDir(filepath.Join(dataDir, "hosts", "local", "instances"))
+	if len(dirs) != n {
+		t.Errorf("%d instance directories, want %d", len(dirs), n)
+	}
+}
+
+// TestCrashDuringScaleOut kills vmssd with SIGKILL at several points of a
+// scale-out and restarts it on the same data dir: the final set is exactly
+// the capacity, nothing lost, duplicated or orphaned.
+func TestCrashDuringScaleOut(t *testing.T) {
+	for _, delay := range []time.Duration{0, 40 * time.Millisecond, 150 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			dataDir := t.TempDir()
+			t.Cleanup(func() { killGuests(dataDir) })
+			addr := freePort(t)
+			p := startProc(t, dataDir, addr)
+			e := attach(t, dataDir, p.url)
+			e.CreateRG("rg")
+			r := e.Do(http.MethodPut, e.VMSSPath("rg", "ss"), testenv.VMSSBody(12, "latest", "Manual"))
+			if r.Status != http.StatusCreated {
+				t.Fatalf("create: %d %s", r.Status, r.Body)
+			}
+			time.Sleep(delay)
+			p.kill()
+
+			p = startProc(t, dataDir, addr)
+			e = attach(t, dataDir, p.url)
+			waitOp(t, e, r) // the operation created before the crash completes
+			checkExact(t, e, dataDir, 12, "1.1.0")
+		})
+	}
+}
+
+// TestCrashDuringManualUpgrade kills vmssd during a manual upgrade of every
+// instance and restarts it: every instance ends on the new version, once.
+func TestCrashDuringManualUpgrade(t *testing.T) {
+	for _, delay := range []time.Duration{10 * time.Millisecond, 80 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			dataDir := t.TempDir()
+			t.Cleanup(func() { killGuests(dataDir) })
+			addr := freePort(t)
+			p := startProc(t, dataDir, addr)
+			e := attach(t, dataDir, p.url)
+			e.CreateRG("rg")
+			waitOp(t, e, e.Do(http.MethodPut, e.VMSSPath("rg", "ss"), testenv.VMSSBody(8, "1.0.0", "Manual")))
+			checkExact(t, e, dataDir, 8, "1.0.0")
+			waitOp(t, e, e.Do(http.MethodPatch, e.VMSSPath("rg", "ss"), map[string]any{"properties": map[string]any{"virtualMachineProfile": map[string]any{
+				"storageProfile": map[string]any{"imageReference": map[string]any{"version": "1.1.0"}}}}}))
+			r := e.Do(http.MethodPost, e.VMSSPath("rg", "ss")+"/manualupgrade", map[string]any{"instanceIds": []string{"*"}})
+			mustAccepted(t, r)
+			time.Sleep(delay)
+			p.kill()
+
+			p = startProc(t, dataDir, addr)
+			e = attach(t, dataDir, p.url)
+			waitOp(t, e, r)
+			checkExact(t, e, dataDir, 8, "1.1.0")
+			for _, v := range listVMs(t, e, "rg", "ss") {
+				if !v.Properties.LatestModelApplied {
+					t.Errorf("instance %s not on the latest model", v.InstanceID)
+				}
+			}
+		})
+	}
+}
+
