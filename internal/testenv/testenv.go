@@ -61,6 +61,8 @@ type Options struct {
 	PageSize int
 	Store    string
 	Listen   string
+	// HealthGrace is the Application Health grace period (default 20s).
+	HealthGrace time.Duration
 }
 
 // Start starts a server for the test; it is closed at cleanup (instances
@@ -73,13 +75,16 @@ func Start(t testing.TB, o Options) *Env {
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:0"
 	}
+	if o.HealthGrace == 0 {
+		o.HealthGrace = 20 * time.Second
+	}
 	level := slog.LevelWarn
 	if os.Getenv("VMSSD_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
 	cfg := server.Config{
 		DataDir: o.DataDir, Listen: o.Listen, Store: o.Store, GuestBinary: os.Args[0],
-		PageSize: o.PageSize, HealthGrace: 20 * time.Second,
+		PageSize: o.PageSize, HealthGrace: o.HealthGrace,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	s, err := server.Start(context.Background(), cfg)

@@ -273,4 +273,3 @@ func TestCrashDuringManualUpgrade(t *testing.T) {
 		})
 	}
 }
-
