@@ -12,10 +12,10 @@ import (
 )
 
 func newAdminCommand(root *rootOptions) *cobra.Command {
-	cmd := &cobra.Command{Use: "admin", Short: "Operator commands: subscriptions and principals", Args: noArgs}
-	sub := &cobra.Command{Use: "subscription", Short: "Manage subscriptions (operator)", Args: noArgs}
+	cmd := groupCommand("admin", "Operator commands: subscriptions and principals")
+	sub := groupCommand("subscription", "Manage subscriptions (operator)")
 	sub.AddCommand(newSubCreateCommand(root), newSubListCommand(root), newSubShowCommand(root), newSubDeleteCommand(root))
-	pr := &cobra.Command{Use: "principal", Short: "Manage service principals (operator)", Args: noArgs}
+	pr := groupCommand("principal", "Manage service principals (operator)")
 	pr.AddCommand(newPrincipalCreateCommand(root), newPrincipalListCommand(root), newPrincipalShowCommand(root), newPrincipalDeleteCommand(root))
 	cmd.AddCommand(sub, pr)
 	return cmd

@@ -102,6 +102,22 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// groupCommand is a command that only holds subcommands: alone it prints
+// its help; with an unknown subcommand it fails.
+func groupCommand(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q for %q", args[0], c.CommandPath())
+			}
+			return c.Help()
+		},
+	}
+}
+
 func newRootCommand(root *rootOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vmssctl",

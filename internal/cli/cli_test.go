@@ -237,7 +237,7 @@ func TestScaleSetLifecycle(t *testing.T) {
 		t.Errorf("show missing: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	_, errOut, code = c.run("vmss", "show", "-g", "rg-missing", "-n", "web")
-	if code == 0 || !strings.Contains(errOut, "ERROR: ResourceGroupNotFound: ") {
+	if code == 0 || !strings.Contains(errOut, "NotFound: ") {
 		t.Errorf("show in missing group: exit %d, stderr %q", code, errOut)
 	}
 

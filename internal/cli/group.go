@@ -9,7 +9,7 @@ import (
 )
 
 func newGroupCommand(root *rootOptions) *cobra.Command {
-	cmd := &cobra.Command{Use: "group", Short: "Manage resource groups (az group)", Args: noArgs}
+	cmd := groupCommand("group", "Manage resource groups (az group)")
 	cmd.AddCommand(newGroupCreateCommand(root), newGroupListCommand(root), newGroupShowCommand(root), newGroupDeleteCommand(root))
 	return cmd
 }

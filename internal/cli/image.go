@@ -16,11 +16,7 @@ import (
 )
 
 func newImageCommand(root *rootOptions) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "image",
-		Short: "Platform images (az vm image; add/delete are operator commands)",
-		Args:  noArgs,
-	}
+	cmd := groupCommand("image", "Platform images (az vm image; add/delete are operator commands)")
 	cmd.AddCommand(newImageListCommand(root), newImageShowCommand(root), newImageAddCommand(root), newImageDeleteCommand(root))
 	return cmd
 }

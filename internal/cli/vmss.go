@@ -11,11 +11,7 @@ import (
 )
 
 func newVMSSCommand(root *rootOptions) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "vmss",
-		Short: "Manage virtual machine scale sets (az vmss)",
-		Args:  noArgs,
-	}
+	cmd := groupCommand("vmss", "Manage virtual machine scale sets (az vmss)")
 	cmd.AddCommand(
 		newVMSSCreateCommand(root),
 		newVMSSShowCommand(root),
