@@ -95,8 +95,8 @@ type EventType int
 const (
 	// EventPut is a create or an update.
 	EventPut EventType = iota
-	// EventDelete is a deletion; KV.Value is nil and KV.ModRevision is the
-	// revision of the deletion.
+	// EventDelete is a deletion; KV.Value is nil, KV.CreateRevision is 0
+	// and KV.ModRevision is the revision of the deletion.
 	EventDelete
 )
 
@@ -116,12 +116,19 @@ type Store interface {
 	// Txn applies ops atomically if every cond holds, and returns the new
 	// store revision. If a cond fails nothing is written and the error
 	// wraps ErrConflict. A transaction with no ops still checks conds and
-	// returns the current revision without creating a new one.
-	// All ops of one Txn share one revision.
+	// returns the current revision without creating a new one; so does a
+	// transaction whose ops change nothing (only deletes of absent keys),
+	// as in etcd. All ops of one Txn share one revision; the events of one
+	// revision have no defined order among themselves. The ops of one Txn
+	// must not touch the same key twice, directly or through a
+	// DeletePrefix (etcd rejects that; memstore and boltstore apply ops in
+	// order). Revisions only grow; the revision of an empty store is
+	// backend-defined (0 for memstore and boltstore, 1 for etcd).
 	Txn(ctx context.Context, conds []Cond, ops ...Op) (int64, error)
 	// Watch delivers, in revision order, every change to keys with the
 	// given prefix made at revision fromRev or later (fromRev 0: from now
-	// on). The channel is closed when ctx ends or the store closes. A
+	// on; a fromRev after the current revision skips the revisions before
+	// it). The channel is closed when ctx ends or the store closes. A
 	// watcher that falls too far behind is cancelled (channel closed) rather
 	// than allowed to block writers; callers re-list and re-watch.
 	Watch(ctx context.Context, prefix string, fromRev int64) (<-chan Event, error)

@@ -162,7 +162,7 @@ func (h *Hub) Close() {
 // is cancelled.
 func (h *Hub) run(ctx context.Context, w *watcher, from, to int64, replay ReplayFunc) {
 	defer h.wg.Done()
-
+	defer close(w.out)
 	defer h.remove(w)
 
 	for from <= to {
