@@ -183,34 +183,6 @@ func expandInstanceView(rc *reqCtx) bool {
 	return strings.Contains(strings.ToLower(rc.query.Get("$expand")), "instanceview")
 }
 
-func (s *Server) listInstances(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ctx := r.Context()
-	ref := s.ref(rc)
-	set, _, err := s.loadSet(ctx, ref)
-	if err != nil {
-		return err
-	}
-	insts, _, err := state.List[model.Instance](ctx, s.opts.Store, model.InstancePrefix(ref))
-	if err != nil {
-		return err
-	}
-	start, err := skipToken(rc)
-	if err != nil {
-		return err
-	}
-	expand := expandInstanceView(rc)
-	page := arm.Page[*armcompute.VirtualMachineScaleSetVM]{Value: make([]*armcompute.VirtualMachineScaleSetVM, 0, min(len(insts), s.opts.PageSize))}
-	for i := start; i < len(insts); i++ {
-		if len(page.Value) == s.opts.PageSize {
-			page.NextLink = nextLink(r, i)
-			break
-		}
-		page.Value = append(page.Value, s.renderInstance(set, insts[i], expand))
-	}
-	writeJSON(w, http.StatusOK, page)
-	return nil
-}
-
 func (s *Server) getInstance(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	ctx := r.Context()
 	ref := s.ref(rc)

@@ -92,6 +92,7 @@ type Server struct {
 	opts   Options
 	routes []route
 	log    *slog.Logger
+	vms    vmCache
 }
 
 // New builds the server.

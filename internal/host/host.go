@@ -39,6 +39,9 @@ type Observed struct {
 	Version   string    `json:"version,omitempty"`
 	LastProbe time.Time `json:"lastProbe"`
 	ProbeErr  string    `json:"probeError,omitempty"`
+	// Gen grows whenever anything above except LastProbe changes, so that
+	// views derived from an observation can be cached.
+	Gen       uint64 `json:"gen"`
 	started   time.Time
 	everOK    bool
 	nextProbe time.Time
@@ -202,7 +205,7 @@ func (h *Host) probe(ctx context.Context, id, url string) {
 		h.mu.Unlock()
 		return
 	}
-	prev := o.Health
+	prev, prevVersion, prevErr := o.Health, o.Version, o.ProbeErr
 	o.LastProbe, o.ProbeErr = now, perr
 	if version != "" {
 		o.Version = version
@@ -222,6 +225,9 @@ func (h *Host) probe(ctx context.Context, id, url string) {
 	if o.Health != prev {
 		o.HealthSince = now
 		changed = true
+	}
+	if changed || o.Version != prevVersion || o.ProbeErr != prevErr {
+		o.Gen++
 	}
 	h.mu.Unlock()
 	if changed && h.opts.OnChange != nil {
@@ -271,6 +277,9 @@ func (h *Host) setLocked(s driver.Status) bool {
 	}
 	restarted := s.PID != o.PID || s.Restarts != o.Restarts || s.HealthURL != o.HealthURL
 	powerChanged := s.Power != o.Power
+	if !ok || !sameStatus(o.Status, s) {
+		o.Gen++
+	}
 	o.Status = s
 	if s.Power == driver.PowerRunning || s.Power == driver.PowerStarting {
 		if restarted || powerChanged && o.Power != driver.PowerStarting {
@@ -281,6 +290,19 @@ func (h *Host) setLocked(s driver.Status) bool {
 		o.Health, o.HealthSince, o.Version = HealthUnknown, now, ""
 	}
 	return !ok || powerChanged || restarted
+}
+
+func sameStatus(a, b driver.Status) bool {
+	if a.ID != b.ID || a.Power != b.Power || a.ImageDigest != b.ImageDigest || a.HealthURL != b.HealthURL ||
+		a.PID != b.PID || !a.Since.Equal(b.Since) || a.Message != b.Message || a.Restarts != b.Restarts || len(a.Ports) != len(b.Ports) {
+		return false
+	}
+	for k, v := range a.Ports {
+		if b.Ports[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Host) set(s driver.Status) {

@@ -28,7 +28,7 @@ var (
 )
 
 // vmssdBinary builds cmd/vmssd once per test binary.
-func vmssdBinary(t *testing.T) string {
+func vmssdBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "vmssd-bin")
@@ -56,7 +56,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startProc(t *testing.T, dataDir, addr string) *proc {
+func startProc(t testing.TB, dataDir, addr string) *proc {
 	t.Helper()
 	cmd := exec.Command(vmssdBinary(t), "--data-dir", dataDir, "--listen", addr, "--health-grace", "20s")
 	out, _ := cmd.StdoutPipe()
@@ -101,7 +101,7 @@ func (p *proc) kill() {
 }
 
 // attach builds a testenv-style client for a vmssd process.
-func attach(t *testing.T, dataDir, url string) *testenv.Env {
+func attach(t testing.TB, dataDir, url string) *testenv.Env {
 	t.Helper()
 	ca, err := os.ReadFile(filepath.Join(dataDir, "pki", "ca.crt"))
 	if err != nil {
@@ -122,7 +122,7 @@ func attach(t *testing.T, dataDir, url string) *testenv.Env {
 }
 
 // clientCredentialsToken gets a token from the server's token endpoint.
-func clientCredentialsToken(t *testing.T, e *testenv.Env, cc server.ClientConfig) string {
+func clientCredentialsToken(t testing.TB, e *testenv.Env, cc server.ClientConfig) string {
 	t.Helper()
 	form := "grant_type=client_credentials&client_id=" + cc.ClientID + "&client_secret=" + cc.ClientSecret +
 		"&scope=" + strings.TrimSuffix(auth.DefaultAudience, "/") + "/.default"

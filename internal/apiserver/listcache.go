@@ -1,0 +1,144 @@
+package apiserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/store"
+)
+
+// vmCache keeps the rendered JSON of instances so that listing a large scale
+// set re-renders only what changed. An entry is valid while the instance
+// record (its store revision), the scale set record, and the host's
+// observation (its generation) are the ones it was rendered from.
+type vmCache struct {
+	mu   sync.Mutex
+	sets map[string]map[string]*cachedVM
+}
+
+type cachedVM struct {
+	rev, setRev int64
+	expand      bool
+	host, vmid  string
+	observed    bool
+	gen         uint64
+	body        []byte
+}
+
+func (c *vmCache) get(setKey string) map[string]*cachedVM {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sets[setKey]
+}
+
+func (c *vmCache) put(setKey string, m map[string]*cachedVM) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sets == nil {
+		c.sets = map[string]map[string]*cachedVM{}
+	}
+	c.sets[setKey] = m
+}
+
+// bufPool recycles list response buffers (megabytes for large sets).
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// listInstances writes a page of instances, reusing cached renderings.
+func (s *Server) listInstances(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ctx := r.Context()
+	ref := s.ref(rc)
+	set, setRev, err := s.loadSet(ctx, ref)
+	if err != nil {
+		return err
+	}
+	kvs, _, err := s.opts.Store.List(ctx, model.InstancePrefix(ref))
+	if err != nil {
+		return err
+	}
+	start, err := skipToken(rc)
+	if err != nil {
+		return err
+	}
+	expand := expandInstanceView(rc)
+	old := s.vms.get(ref.String())
+	fresh := make(map[string]*cachedVM, len(kvs))
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 64<<20 {
+			bufPool.Put(buf)
+		}
+	}()
+	buf.WriteString(`{"value":[`)
+	n := 0
+	next := ""
+	for i, kv := range kvs {
+		key := string(kv.Key)
+		e := old[key]
+		if i < start || n == s.opts.PageSize {
+			if e != nil {
+				fresh[key] = e
+			}
+			if n == s.opts.PageSize && next == "" {
+				next = nextLink(r, i)
+			}
+			continue
+		}
+		e, err = s.renderCached(set, setRev, kv, e, expand)
+		if err != nil {
+			return err
+		}
+		fresh[key] = e
+		if n > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(e.body)
+		n++
+	}
+	buf.WriteString("]")
+	if next != "" {
+		buf.WriteString(`,"nextLink":`)
+		b, _ := json.Marshal(next)
+		buf.Write(b)
+	}
+	buf.WriteString("}\n")
+	s.vms.put(ref.String(), fresh)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+	return nil
+}
+
+func (s *Server) renderCached(set *model.ScaleSet, setRev int64, kv store.KV, e *cachedVM, expand bool) (*cachedVM, error) {
+	if e != nil && e.rev == kv.ModRevision && e.setRev == setRev && e.expand == expand {
+		if !expand {
+			return e, nil
+		}
+		obs, ok := s.opts.Observer.Observe(&model.Instance{Host: e.host, VMID: e.vmid})
+		if ok == e.observed && obs.Gen == e.gen {
+			return e, nil
+		}
+	}
+	inst := &model.Instance{}
+	if err := json.Unmarshal(kv.Value, inst); err != nil {
+		return nil, err
+	}
+	ne := &cachedVM{rev: kv.ModRevision, setRev: setRev, expand: expand, host: inst.Host, vmid: inst.VMID}
+	if expand {
+		// Read the generation before rendering: a change in between makes
+		// the next list render again rather than serve a stale view.
+		obs, ok := s.opts.Observer.Observe(inst)
+		ne.observed, ne.gen = ok, obs.Gen
+	}
+	b, err := json.Marshal(s.renderInstance(set, inst, expand))
+	if err != nil {
+		return nil, err
+	}
+	ne.body = b
+	return ne, nil
+}
