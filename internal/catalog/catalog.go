@@ -15,8 +15,9 @@ import (
 	"github.com/vmssd/vmssd/internal/model"
 )
 
-// versionRE is Major.Minor.Build with decimal components (1 to 4 of them).
-var versionRE = regexp.MustCompile(`^[0-9]{1,9}(\.[0-9]{1,9}){0,3}$`)
+// versionRE is Major.Minor.Build with decimal components, as Azure image
+// versions are.
+var versionRE = regexp.MustCompile(`^[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}$`)
 
 // ValidVersion reports whether v is a well-formed image version.
 func ValidVersion(v string) bool { return versionRE.MatchString(v) }

@@ -19,6 +19,8 @@ type table struct {
 func (r *rootOptions) print(v any, tbl func() table) error {
 	w := r.streams.Out
 	switch r.output {
+	case "none":
+		return nil
 	case "json":
 		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {
