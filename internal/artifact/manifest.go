@@ -73,6 +73,37 @@ type Manifest struct {
 	Env map[string]string `json:"env,omitempty"`
 	// HealthProbe is what the host probes once the instance runs.
 	HealthProbe HealthProbe `json:"healthProbe"`
+	// QEMU describes a virtual machine image (format FormatQEMUV1).
+	QEMU *QEMUImage `json:"qemu,omitempty"`
+}
+
+// FormatQEMUV1 is the format of virtual machine images run by the qemu
+// driver: a kernel+initrd pair (direct boot) or a boot disk, under rootfs/.
+const FormatQEMUV1 = "vmssd.qemu/v1"
+
+// QEMUImage is the virtual machine part of a FormatQEMUV1 manifest. Paths are
+// relative to the artifact's rootfs/ directory.
+type QEMUImage struct {
+	// Kernel and Initrd boot the VM directly (no disk): every boot starts
+	// from the pristine initramfs, so a "disk" is only the instance's
+	// overlay state, if any.
+	Kernel string `json:"kernel,omitempty"`
+	Initrd string `json:"initrd,omitempty"`
+	// Cmdline is the kernel command line for direct boot.
+	Cmdline string `json:"cmdline,omitempty"`
+	// Disk is a boot disk image; each instance boots a copy-on-write
+	// overlay of it.
+	Disk string `json:"disk,omitempty"`
+	// DiskFormat is "qcow2" (default) or "raw".
+	DiskFormat string `json:"diskFormat,omitempty"`
+	// CloudInit asks for a NoCloud seed (hostname, admin user, ssh keys,
+	// customData).
+	CloudInit bool `json:"cloudInit,omitempty"`
+	// MinMemoryMB is the least memory the image boots with.
+	MinMemoryMB int `json:"minMemoryMB,omitempty"`
+	// GuestPort is the port the health probe is served on inside the VM
+	// (default 80); the host forwards a loopback port to it.
+	GuestPort int `json:"guestPort,omitempty"`
 }
 
 // HealthProbe is the application health probe of an image, served on

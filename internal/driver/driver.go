@@ -89,6 +89,16 @@ type Status struct {
 	Message string `json:"message,omitempty"`
 	// Restarts counts how often the supervisor restarted a crashed guest.
 	Restarts int `json:"restarts,omitempty"`
+	// Accel says how a virtual machine is accelerated ("kvm" or "tcg");
+	// empty for drivers without virtualisation.
+	Accel string `json:"accel,omitempty"`
+}
+
+// ConsoleReader is implemented by drivers that capture an instance's console
+// (a VM's serial port, a process's stdout and stderr). The result is bounded
+// (the newest bytes are kept).
+type ConsoleReader interface {
+	Console(ctx context.Context, id string) ([]byte, error)
 }
 
 // Driver runs instances on one host.
