@@ -90,6 +90,13 @@ func (s *Server) instanceViewOf(inst *model.Instance) *armcompute.VirtualMachine
 		hs.Message = ptr("imageVersion=" + obs.Version)
 	}
 	iv.VMHealth = &armcompute.VirtualMachineHealthStatus{Status: hs}
+	if ok && obs.Accel != "" {
+		display := "Hardware virtualization (KVM)"
+		if obs.Accel == "tcg" {
+			display = "Software emulation (TCG): KVM is not usable on this host"
+		}
+		iv.Statuses = append(iv.Statuses, status("Virtualization/"+obs.Accel, display, armcompute.StatusLevelTypesInfo, nil))
+	}
 	if ok && obs.Message != "" {
 		iv.Statuses = append(iv.Statuses, status("InstanceStatus/driver", obs.Message, armcompute.StatusLevelTypesInfo, nil))
 	}

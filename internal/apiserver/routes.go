@@ -128,7 +128,12 @@ func (s *Server) register() {
 	s.handle(put, instP, cv, s.putInstance)
 	s.handle(del, instP, cv, s.deleteInstance)
 	s.handle(get, instP+"/instanceView", cv, s.instanceView)
+	s.handle(post, instP+"/retrieveBootDiagnosticsData", cv, s.retrieveBootDiagnostics)
+	s.handle(get, instP+"/bootDiagnostics/serialConsole", cv, s.serialConsole)
 	s.handle(post, instP+"/{action}", cv, s.instanceAction)
+
+	// VM sizes.
+	s.handle(get, locP+"/vmSizes", cv, s.listVMSizes)
 
 	// Operations.
 	s.handle(get, locP+"/operations/{op}", nil, s.getOperation)
@@ -151,6 +156,9 @@ func (s *Server) register() {
 	op(s.handle(put, "providers/Microsoft.Subscriptions.Admin/subscriptions/{id}", av, s.adminPutSubscription))
 	op(s.handle(get, "providers/Microsoft.Subscriptions.Admin/subscriptions/{id}", av, s.adminGetSubscription))
 	op(s.handle(del, "providers/Microsoft.Subscriptions.Admin/subscriptions/{id}", av, s.adminDeleteSubscription))
+	op(s.handle(get, "providers/vmssd.Admin/vmSizes", av, s.adminListVMSizes))
+	op(s.handle(put, "providers/vmssd.Admin/vmSizes/{name}", av, s.adminPutVMSize))
+	op(s.handle(del, "providers/vmssd.Admin/vmSizes/{name}", av, s.adminDeleteVMSize))
 	op(s.handle(get, "providers/vmssd.Admin/principals", av, s.adminListPrincipals))
 	op(s.handle(put, "providers/vmssd.Admin/principals/{id}", av, s.adminPutPrincipal))
 	op(s.handle(get, "providers/vmssd.Admin/principals/{id}", av, s.adminGetPrincipal))

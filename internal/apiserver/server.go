@@ -53,6 +53,8 @@ type Authenticator interface {
 // Observer gives the hosts' view of instances.
 type Observer interface {
 	Observe(inst *model.Instance) (host.Observed, bool)
+	// Console returns the instance's captured console (boot diagnostics).
+	Console(ctx context.Context, inst *model.Instance) ([]byte, error)
 }
 
 // Artifacts is the image store as the admin API needs it.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -467,6 +466,11 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 			return err
 		}
 	}
+	if modelChanged {
+		if err := s.checkSize(ctx, next.Size()); err != nil {
+			return err
+		}
+	}
 	if next.Capacity() > active || modelChanged && next.Capacity() > 0 {
 		if err := s.checkImage(ctx, next); err != nil {
 			return err
@@ -542,13 +546,16 @@ func (s *Server) scaleSetSKUs(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		SKU          map[string]any `json:"sku"`
 		Capacity     capacity       `json:"capacity"`
 	}
+	szs, err := s.sizes(r.Context())
+	if err != nil {
+		return err
+	}
 	sizes := []string{set.Size()}
-	for _, sz := range []string{"Standard_A1", "Standard_A2", "Standard_D1_v2", "Standard_D2_v2"} {
-		if !strings.EqualFold(sz, set.Size()) {
-			sizes = append(sizes, sz)
+	for _, sz := range szs {
+		if !strings.EqualFold(sz.Name, set.Size()) {
+			sizes = append(sizes, sz.Name)
 		}
 	}
-	sort.Strings(sizes[1:])
 	page := arm.Page[item]{}
 	for _, sz := range sizes {
 		page.Value = append(page.Value, item{

@@ -497,8 +497,15 @@ func (c *Controller) spec(ctx context.Context, set *model.ScaleSet, inst *model.
 	if err != nil {
 		return driver.Spec{}, errs.New(errs.NotFound, "ImageNotFound", "The image artifact %s of %s is not available.", img.Digest, imageName(img)).WithTarget("imageReference").Wrap(err)
 	}
+	size, _, err := state.Get[model.VMSize](ctx, c.opts.Store, model.SizeKey(inst.Size))
+	if errors.Is(err, store.ErrNotFound) {
+		return driver.Spec{}, errs.New(errs.Conflict, "SkuNotAvailable", "The VM size '%s' is not in this cloud's size table.", inst.Size).WithTarget("sku.name")
+	}
+	if err != nil {
+		return driver.Spec{}, err
+	}
 	return driver.Spec{
-		ID: inst.VMID, ImageDir: dir, ImageDigest: img.Digest, Size: inst.Size,
+		ID: inst.VMID, ImageDir: dir, ImageDigest: img.Digest, Size: size.Name, VCPUs: size.VCPUs, MemoryMB: size.MemoryMB,
 		Metadata: driver.Metadata{
 			SubscriptionID: set.Sub, ResourceGroupName: set.RG, VMScaleSetName: set.Name,
 			Name: inst.Name(), InstanceID: strconv.FormatInt(inst.ID, 10), VMID: inst.VMID,
@@ -660,4 +667,13 @@ func (c *Controller) sweepResourceGroups(ctx context.Context) {
 		}
 		_ = state.CompletePending(ctx, c.opts.Store, key, -1, nil, 0, c.opts.Now())
 	}
+}
+
+// Console returns an instance's console from its host.
+func (c *Controller) Console(ctx context.Context, inst *model.Instance) ([]byte, error) {
+	h := c.hosts[inst.Host]
+	if h == nil {
+		return nil, fmt.Errorf("host %q is not registered", inst.Host)
+	}
+	return h.Console(ctx, inst.VMID)
 }

@@ -43,8 +43,11 @@ type Spec struct {
 	ImageDir string `json:"imageDir"`
 	// ImageDigest identifies the image content ("sha256:...").
 	ImageDigest string `json:"imageDigest"`
-	// Size is the VM size (sku.name); drivers that enforce sizes use it.
-	Size string `json:"size,omitempty"`
+	// Size is the VM size (sku.name), resolved through the operator's size
+	// table into VCPUs and MemoryMB; drivers that enforce sizes use them.
+	Size     string `json:"size,omitempty"`
+	VCPUs    int    `json:"vcpus,omitempty"`
+	MemoryMB int    `json:"memoryMB,omitempty"`
 	// Metadata is served by the guest as its instance-metadata document
 	// (image version, instance id, fault and update domain, ...).
 	Metadata Metadata `json:"metadata"`

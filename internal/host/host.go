@@ -388,3 +388,12 @@ func (h *Host) Delete(ctx context.Context, id string) error {
 	h.mu.Unlock()
 	return nil
 }
+
+// Console returns an instance's captured console, if its driver keeps one.
+func (h *Host) Console(ctx context.Context, id string) ([]byte, error) {
+	cr, ok := h.drv.(driver.ConsoleReader)
+	if !ok {
+		return nil, errors.New("host: driver " + h.drv.Name() + " does not capture consoles")
+	}
+	return cr.Console(ctx, id)
+}

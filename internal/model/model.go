@@ -29,7 +29,29 @@ const (
 	PrefixInstances      = "/inst/"
 	PrefixOperations     = "/ops/"
 	PrefixImages         = "/images/"
+	PrefixSizes          = "/sizes/"
 )
+
+// SizeKey is the key of a VM size.
+func SizeKey(name string) string { return PrefixSizes + lower(name) }
+
+// VMSize is a row of the operator's VM size table: what sku.name means.
+type VMSize struct {
+	Name             string `json:"name"`
+	VCPUs            int    `json:"numberOfCores"`
+	MemoryMB         int    `json:"memoryInMB"`
+	OSDiskSizeMB     int    `json:"osDiskSizeInMB"`
+	MaxDataDiskCount int    `json:"maxDataDiskCount"`
+}
+
+// DefaultSizes seed the size table at first start. They are small on
+// purpose: this host emulates its VMs.
+var DefaultSizes = []VMSize{
+	{Name: "Standard_A1", VCPUs: 1, MemoryMB: 128, OSDiskSizeMB: 1047552, MaxDataDiskCount: 2},
+	{Name: "Standard_A2", VCPUs: 2, MemoryMB: 256, OSDiskSizeMB: 1047552, MaxDataDiskCount: 4},
+	{Name: "Standard_D1_v2", VCPUs: 1, MemoryMB: 256, OSDiskSizeMB: 1047552, MaxDataDiskCount: 4},
+	{Name: "Standard_D2_v2", VCPUs: 2, MemoryMB: 512, OSDiskSizeMB: 1047552, MaxDataDiskCount: 8},
+}
 
 func lower(s string) string { return strings.ToLower(s) }
 

@@ -21,7 +21,9 @@ import (
 	"github.com/vmssd/vmssd/internal/artifact"
 	"github.com/vmssd/vmssd/internal/auth"
 	"github.com/vmssd/vmssd/internal/controller"
+	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/process"
+	"github.com/vmssd/vmssd/internal/driver/router"
 	"github.com/vmssd/vmssd/internal/host"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/pki"
@@ -176,9 +178,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("server: process driver: %w", err)
 	}
-	s.closers = append(s.closers, drv.Close)
+	formats := map[string]driver.Driver{artifact.FormatProcessV1: drv}
+	missing := map[string]string{artifact.FormatQEMUV1: "the qemu driver is not enabled"}
+	hostDrv := router.New(formats, missing)
+	s.closers = append(s.closers, hostDrv.Close)
 	var ctrl *controller.Controller
-	s.Host = host.New(drv, host.Options{
+	s.Host = host.New(hostDrv, host.Options{
 		Name: "local", FaultDomain: 0, Logger: log, Grace: cfg.HealthGrace,
 		OnChange: func(vmid string) {
 			if ctrl != nil {
@@ -294,6 +299,17 @@ func (s *Server) bootstrap(ctx context.Context, imgs *images) error {
 			return err
 		}
 		s.Client.ClientID, s.Client.ClientSecret = cred.ClientID, cred.ClientSecret
+	}
+	if kvs, _, err := s.Store.List(ctx, model.PrefixSizes); err != nil {
+		return err
+	} else if len(kvs) == 0 {
+		var ops []store.Op
+		for _, sz := range model.DefaultSizes {
+			ops = append(ops, state.PutOp(model.SizeKey(sz.Name), sz))
+		}
+		if _, err := s.Store.Txn(ctx, nil, ops...); err != nil {
+			return err
+		}
 	}
 	if s.cfg.NoDemoImages {
 		return nil

@@ -721,3 +721,35 @@ func validID(id string) error {
 	}
 	return nil
 }
+
+// Console returns the newest bytes of the guest's stdout and stderr (the
+// rotated console.log.1 followed by console.log), at most ConsoleMaxBytes.
+func (d *Driver) Console(ctx context.Context, id string) ([]byte, error) {
+	d.mu.Lock()
+	closed, in := d.closed, d.instances[id]
+	d.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if in == nil {
+		return nil, notFound(id)
+	}
+	in.mu.Lock()
+	gone := !in.created || in.removed
+	in.mu.Unlock()
+	if gone {
+		return nil, notFound(id)
+	}
+	var out []byte
+	for _, name := range []string{consoleFile + ".1", consoleFile} {
+		b, err := os.ReadFile(in.path(name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("process: console of %s: %w", id, err)
+		}
+		out = append(out, b...)
+	}
+	if max := int(d.opts.ConsoleMaxBytes); len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return out, nil
+}
