@@ -121,6 +121,11 @@ func TestScaleSetLifecycle(t *testing.T) {
 	if len(vms) != 3 {
 		t.Fatalf("list-instances: %d instances, want 3", len(vms))
 	}
+	// The boot console of an instance (boot diagnostics).
+	testenv.Eventually(t, 10*time.Second, "the guest's boot line in get-boot-log", func() bool {
+		out, _, code := c.run("vmss", "get-boot-log", "-g", "rg1", "-n", "web", "--instance-id", "0")
+		return code == 0 && strings.Contains(out, "GUEST-READY version=1.0.0")
+	})
 	var ids []string
 	for _, vm := range vms {
 		ids = append(ids, str(vm.InstanceID))
@@ -531,3 +536,4 @@ func TestComputerNamePrefix(t *testing.T) {
 		}
 	}
 }
+

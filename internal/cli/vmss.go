@@ -23,6 +23,7 @@ func newVMSSCommand(root *rootOptions) *cobra.Command {
 		newVMSSGetInstanceViewCommand(root),
 		newVMSSUpdateInstancesCommand(root),
 		newVMSSDeleteInstancesCommand(root),
+		newVMSSGetBootLogCommand(root),
 	)
 	for _, a := range vmssActions() {
 		cmd.AddCommand(newVMSSActionCommand(root, a))

@@ -55,8 +55,10 @@ type tenant struct {
 	opID           string // the operation of its scale set create
 }
 
-func (tn *tenant) rg() string   { return "/subscriptions/" + tn.sub + "/resourceGroups/rg1" }
-func (tn *tenant) vmss() string { return tn.rg() + "/providers/Microsoft.Compute/virtualMachineScaleSets/web" }
+func (tn *tenant) rg() string { return "/subscriptions/" + tn.sub + "/resourceGroups/rg1" }
+func (tn *tenant) vmss() string {
+	return tn.rg() + "/providers/Microsoft.Compute/virtualMachineScaleSets/web"
+}
 
 func setupTenant(t *testing.T, e *testenv.Env, id, sub string) *tenant {
 	t.Helper()
