@@ -536,4 +536,3 @@ func TestComputerNamePrefix(t *testing.T) {
 		}
 	}
 }
-
