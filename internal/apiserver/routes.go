@@ -132,6 +132,10 @@ func (s *Server) register() {
 	s.handle(get, instP+"/bootDiagnostics/serialConsole", cv, s.serialConsole)
 	s.handle(post, instP+"/{action}", cv, s.instanceAction)
 
+	// Custom images: a tenant uploads an artifact, then names it in
+	// osDisk.image.uri.
+	s.handle(post, subP+"/providers/vmssd.Storage/artifacts", av, s.adminUploadArtifact)
+
 	// VM sizes.
 	s.handle(get, locP+"/vmSizes", cv, s.listVMSizes)
 

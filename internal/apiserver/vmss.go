@@ -315,15 +315,29 @@ func hasImage(set *model.ScaleSet) bool {
 	return src.IsCustom() || src.Publisher != "" && src.Offer != "" && src.SKU != ""
 }
 
+// uriAllowed: paths on the server are the operator's; tenants name
+// artifacts they uploaded (artifact:sha256:...).
+func uriAllowed(set *model.ScaleSet, caller *Caller) error {
+	src := set.ImageSource()
+	if !src.IsCustom() || caller.IsOperator() || strings.HasPrefix(src.URI, "artifact:") {
+		return nil
+	}
+	return errs.InvalidParameter("properties.virtualMachineProfile.storageProfile.osDisk.image.uri",
+		"The image URI '%s' is not allowed: upload the image (POST /subscriptions/{id}/providers/vmssd.Storage/artifacts) and use the artifact:sha256:<digest> URI the upload returns.", src.URI)
+}
+
 // checkImage resolves the model's image now; scale-out and model changes
 // fail synchronously when it does not exist (V3).
-func (s *Server) checkImage(ctx context.Context, set *model.ScaleSet) error {
+func (s *Server) checkImage(ctx context.Context, set *model.ScaleSet, caller *Caller) error {
 	if !hasImage(set) {
 		return errs.New(errs.Invalid, "InvalidParameter", "Required parameter 'imageReference' is missing (null).").
 			WithTarget("properties.virtualMachineProfile.storageProfile.imageReference")
 	}
 	src := set.ImageSource()
 	if src.IsCustom() {
+		if err := uriAllowed(set, caller); err != nil {
+			return err
+		}
 		_, err := s.opts.Artifacts.ResolveURI(ctx, src.URI)
 		return err
 	}
@@ -393,45 +407,81 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 			return err
 		}
 	}
+	conditional := r.Header.Get("If-Match") != "" || r.Header.Get("If-None-Match") != ""
+	for attempt := 0; ; attempt++ {
+		res, err := s.tryWriteScaleSet(r, rc, ref, body, patch)
+		if errors.Is(err, store.ErrConflict) {
+			if conditional {
+				return errs.New(errs.PreconditionFailed, "PreconditionFailed", "The scale set was modified concurrently; re-read it and retry.")
+			}
+			if attempt < 20 {
+				continue
+			}
+			return errs.New(errs.Conflict, "Conflict", "The scale set is being modified concurrently; retry the request.")
+		}
+		if err != nil {
+			return err
+		}
+		st, err := s.loadStatus(ctx, ref)
+		if err != nil {
+			return err
+		}
+		s.lroHeaders(w, r, res.op, rc.api)
+		s.writeSet(w, res.status, res.set, st, res.rev)
+		return nil
+	}
+}
+
+type writeResult struct {
+	status int
+	set    *model.ScaleSet
+	rev    int64
+	op     *model.Operation
+}
+
+// tryWriteScaleSet reads, merges, validates and writes once; a concurrent
+// change makes it fail with store.ErrConflict.
+func (s *Server) tryWriteScaleSet(r *http.Request, rc *reqCtx, ref model.SetRef, body []byte, patch bool) (*writeResult, error) {
+	ctx := r.Context()
 	rg, _, err := s.loadRG(r, ref.Sub, ref.RG)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if rg.Deleting {
-		return errs.New(errs.Conflict, "ResourceGroupBeingDeleted", "The resource group '%s' is being deleted.", rg.Name)
+		return nil, errs.New(errs.Conflict, "ResourceGroupBeingDeleted", "The resource group '%s' is being deleted.", rg.Name)
 	}
 	cur, rev, err := s.loadSet(ctx, ref)
 	exists := err == nil
 	if err != nil && !errs.IsKind(err, errs.NotFound) {
-		return err
+		return nil, err
 	}
 	if err := checkPreconditions(r, rev); err != nil {
-		return err
+		return nil, err
 	}
 	if patch && !exists {
-		return notFoundVMSS(ref.RG, ref.Name)
+		return nil, notFoundVMSS(ref.RG, ref.Name)
 	}
 	if exists && cur.Deleting {
-		return errs.New(errs.Conflict, "OperationNotAllowed", "The scale set '%s' is being deleted.", cur.Name)
+		return nil, errs.New(errs.Conflict, "OperationNotAllowed", "The scale set '%s' is being deleted.", cur.Name)
 	}
 
 	merged := body
 	if exists {
 		base, err := json.Marshal(cur.Model)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if merged, err = jsonpatch.MergePatch(base, body); err != nil {
-			return errs.New(errs.Invalid, "InvalidRequestContent", "The request content could not be merged: %v", err)
+			return nil, errs.New(errs.Invalid, "InvalidRequestContent", "The request content could not be merged: %v", err)
 		}
 	}
 	m := &armcompute.VirtualMachineScaleSet{}
 	if err := decode(merged, m); err != nil {
-		return err
+		return nil, err
 	}
 	readOnlyClear(m)
 	if exists && m.Location != nil && cur.Location() != "" && !strings.EqualFold(*m.Location, cur.Location()) {
-		return errs.InvalidParameter("location", "Changing property 'location' is not allowed.")
+		return nil, errs.InvalidParameter("location", "Changing property 'location' is not allowed.")
 	}
 	if m.SKU == nil {
 		m.SKU = &armcompute.SKU{}
@@ -446,7 +496,7 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 		m.SKU.Capacity = ptr(int64(0))
 	}
 	if err := s.validate(m); err != nil {
-		return err
+		return nil, err
 	}
 
 	now := s.opts.Now()
@@ -463,17 +513,20 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 			next.ModelVersion++
 		}
 		if active, err = s.activeCount(ctx, ref); err != nil {
-			return err
+			return nil, err
 		}
+	}
+	if err := uriAllowed(next, rc.caller); err != nil {
+		return nil, err
 	}
 	if modelChanged {
 		if err := s.checkSize(ctx, next.Size()); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if next.Capacity() > active || modelChanged && next.Capacity() > 0 {
-		if err := s.checkImage(ctx, next); err != nil {
-			return err
+		if err := s.checkImage(ctx, next, rc.caller); err != nil {
+			return nil, err
 		}
 	}
 
@@ -481,21 +534,12 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 	key := model.ScaleSetKey(ref)
 	newRev, err := s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, append(ops, state.PutOp(key, next))...)
 	if err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return errs.New(errs.PreconditionFailed, "PreconditionFailed", "The scale set was modified concurrently; re-read it and retry.")
-		}
-		return err
+		return nil, err
 	}
-	st, err := s.loadStatus(ctx, ref)
-	if err != nil {
-		return err
-	}
-	s.lroHeaders(w, r, op, rc.api)
 	if patch {
 		status = http.StatusOK
 	}
-	s.writeSet(w, status, next, st, newRev)
-	return nil
+	return &writeResult{status: status, set: next, rev: newRev, op: op}, nil
 }
 
 func (s *Server) deleteScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {

@@ -96,7 +96,8 @@ type entry struct {
 // no absolute paths, no duplicates, nothing below a symlink or a file);
 // symlinks with relative targets that, resolved through the archive's other
 // symlinks, stay inside rootfs; sizes within lim; nothing but zeros after the
-// end of the tar stream.
+// end of the tar stream; the files a qemu manifest names are regular files
+// of the rootfs.
 func walkArchive(ctx context.Context, r io.Reader, lim Limits, visit func(e entry, content io.Reader) error) (Manifest, []byte, error) {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
@@ -214,6 +215,16 @@ func walkArchive(ctx context.Context, r io.Reader, lim Limits, visit func(e entr
 	}
 	if err := checkLinks(links); err != nil {
 		return Manifest{}, nil, err
+	}
+	if m.QEMU != nil {
+		// A VM image must hold what it boots, as regular files (not
+		// symlinks: the driver hands these paths to QEMU as they are).
+		for _, f := range m.QEMU.Files() {
+			if seen[RootfsDir+"/"+f] != kindFile {
+				return Manifest{}, nil, fmt.Errorf("%w: the manifest names %s/%s, which is not a regular file in the archive",
+					ErrInvalid, RootfsDir, truncate(f))
+			}
+		}
 	}
 	// Only zero padding may follow the tar end marker; reading to the end
 	// also makes gzip verify its checksum and reject trailing garbage.

@@ -27,8 +27,13 @@
 //     port it must serve its health probe on, on 127.0.0.1), VMSSD_METADATA
 //     (path of its instance-metadata JSON, a driver.Metadata) and VMSSD_DISK
 //     (its disk directory).
-//   - "vmssd.qemu/v1" (later): kernel+initrd or qcow2 disk images.
+//   - "vmssd.qemu/v1": a virtual machine image (Manifest.QEMU): a kernel with
+//     an optional initrd and command line for direct boot, or a boot disk
+//     (qcow2 or raw), each a regular file under rootfs/. No entrypoint and
+//     no env; the health probe is served inside the VM on QEMUImage.Port().
 //
 // BuildDemo writes the demo image: a process image running the guest program
 // (package guest) configured by rootfs/etc/vmssd-guest.json (GuestConfig).
+// The demo virtual machine image is built by scripts/build-guest.sh (which
+// documents its guest: kernel parameters, endpoints).
 package artifact

@@ -42,6 +42,13 @@ func FuzzImport(f *testing.F) {
 		withManifest(tarEntry{name: "rootfs/h", typ: tar.TypeLink, link: "manifest.json"}),
 		withManifest(tarEntry{name: "rootfs/big", body: "x", size: 1 << 40}),
 		{{name: "manifest.json", body: `{"format":"vmssd.process/v1"}`}},
+		{
+			qemuManifest(f, QEMUImage{Kernel: "vmlinuz", Initrd: "initrd.img"}),
+			{name: "rootfs/", typ: tar.TypeDir},
+			{name: "rootfs/vmlinuz", body: "k"},
+			{name: "rootfs/initrd.img", body: "i"},
+		},
+		{qemuManifest(f, QEMUImage{Disk: "d.qcow2"}), {name: "rootfs/d.qcow2", typ: tar.TypeSymlink, link: "x"}},
 	} {
 		f.Add(rawTar(f, entries))
 	}
@@ -71,6 +78,18 @@ func FuzzImport(f *testing.F) {
 			return
 		}
 		checkConfined(t, base)
+		m, err := s.Manifest(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.QEMU != nil {
+			for _, name := range m.QEMU.Files() {
+				fi, err := os.Lstat(filepath.Join(dir, RootfsDir, filepath.FromSlash(name)))
+				if err != nil || !fi.Mode().IsRegular() {
+					t.Fatalf("accepted qemu image names %s: %v, %v", name, fi, err)
+				}
+			}
+		}
 		rootfs, err := filepath.EvalSymlinks(filepath.Join(dir, RootfsDir))
 		if err != nil {
 			t.Fatal(err)
@@ -104,6 +123,9 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte(testManifest))
 	f.Add([]byte(`{"format":"vmssd.process/v1","osType":"Windows","entrypoint":["a"],"env":{"A":"b"},"healthProbe":{"protocol":"http","path":"/"}}`))
 	f.Add([]byte(`{"format":"vmssd.qemu/v1"}`))
+	f.Add([]byte(`{"format":"vmssd.qemu/v1","osType":"Linux","healthProbe":{"protocol":"http","path":"/health"},` +
+		`"qemu":{"kernel":"vmlinuz","initrd":"initrd.img","cmdline":"console=ttyS0","minMemoryMB":96,"guestPort":80}}`))
+	f.Add([]byte(`{"format":"vmssd.qemu/v1","osType":"Linux","healthProbe":{"protocol":"http","path":"/"},"qemu":{"disk":"a/b.img","diskFormat":"raw"}}`))
 	f.Add([]byte(`{}{}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ParseManifest(data)

@@ -31,7 +31,7 @@ type fileImport struct {
 }
 
 func invalidArtifact(err error) error {
-	return errs.New(errs.Invalid, "InvalidImageArtifact", "The image artifact is not valid: %v", err).Wrap(err)
+	return errs.New(errs.Invalid, "InvalidImageArtifact", "The image artifact is not a valid vmssd image (a gzip'd tar with manifest.json and rootfs/).").Wrap(err)
 }
 
 func (im *images) Import(ctx context.Context, r io.Reader) (string, int64, string, error) {
@@ -81,6 +81,9 @@ func (im *images) digestOf(ctx context.Context, uri string) (artifact.Digest, in
 	fi, err := os.Stat(p)
 	if err != nil {
 		return "", 0, errs.New(errs.NotFound, "ImageNotFound", "The image '%s' is not available.", uri).WithTarget("uri").Wrap(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", 0, errs.InvalidParameter("uri", "The image '%s' is not a regular file.", uri)
 	}
 	im.mu.Lock()
 	c, ok := im.files[p]

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 
 	"github.com/vmssd/vmssd/internal/auth"
 	"github.com/vmssd/vmssd/internal/server"
@@ -98,7 +97,7 @@ type clients struct {
 	sets   *armcompute.VirtualMachineScaleSetsClient
 	vms    *armcompute.VirtualMachineScaleSetVMsClient
 	images *armcompute.VirtualMachineImagesClient
-	rgs    *rgClient
+	rgs    *armresources.ResourceGroupsClient
 	rec    *apiRecorder
 }
 
@@ -114,7 +113,7 @@ func newClients(t *testing.T, e *testenv.Env, cred azcore.TokenCredential, apiVe
 	if err != nil {
 		t.Fatalf("armcompute client factory: %v", err)
 	}
-	rgs, err := newRGClient(server.DefaultSubscriptionID, cred, &arm.ClientOptions{ClientOptions: coreOptions(e), DisableRPRegistration: true})
+	rgs, err := armresources.NewResourceGroupsClient(server.DefaultSubscriptionID, cred, &arm.ClientOptions{ClientOptions: coreOptions(e), DisableRPRegistration: true})
 	if err != nil {
 		t.Fatalf("resource group client: %v", err)
 	}
@@ -254,73 +253,4 @@ func val[T any](p *T) T {
 		return zero
 	}
 	return *p
-}
-
-// rgClient is armresources v1.2.0's ResourceGroupsClient CreateOrUpdate and
-// Get, request for request (PUT/GET /subscriptions/{sub}/resourcegroups/{rg}
-// at api-version 2021-04-01 through the azcore ARM pipeline). The module
-// itself is not in go.mod (tidied away), and only go.mod's owner may add it.
-type rgClient struct {
-	sub string
-	cl  *arm.Client
-}
-
-// resourceGroup is armresources.ResourceGroup's wire shape.
-type resourceGroup struct {
-	ID         *string            `json:"id,omitempty"`
-	Name       *string            `json:"name,omitempty"`
-	Type       *string            `json:"type,omitempty"`
-	Location   *string            `json:"location,omitempty"`
-	Tags       map[string]*string `json:"tags,omitempty"`
-	Properties *struct {
-		ProvisioningState *string `json:"provisioningState,omitempty"`
-	} `json:"properties,omitempty"`
-}
-
-func newRGClient(sub string, cred azcore.TokenCredential, opts *arm.ClientOptions) (*rgClient, error) {
-	cl, err := arm.NewClient("github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources", "v1.2.0", cred, opts)
-	if err != nil {
-		return nil, err
-	}
-	return &rgClient{sub: sub, cl: cl}, nil
-}
-
-func (c *rgClient) do(ctx context.Context, method, rg string, body any, ok ...int) (resourceGroup, error) {
-	var out resourceGroup
-	u := runtime.JoinPaths(c.cl.Endpoint(), "/subscriptions/"+url.PathEscape(c.sub)+"/resourcegroups/"+url.PathEscape(rg))
-	req, err := runtime.NewRequest(ctx, method, u)
-	if err != nil {
-		return out, err
-	}
-	q := req.Raw().URL.Query()
-	q.Set("api-version", "2021-04-01")
-	req.Raw().URL.RawQuery = q.Encode()
-	req.Raw().Header["Accept"] = []string{"application/json"}
-	if body != nil {
-		if err := runtime.MarshalAsJSON(req, body); err != nil {
-			return out, err
-		}
-	}
-	resp, err := c.cl.Pipeline().Do(req)
-	if err != nil {
-		return out, err
-	}
-	if !runtime.HasStatusCode(resp, ok...) {
-		return out, runtime.NewResponseError(resp)
-	}
-	b, err := runtime.Payload(resp)
-	if err != nil {
-		return out, err
-	}
-	return out, json.Unmarshal(b, &out)
-}
-
-// CreateOrUpdate is ResourceGroupsClient.CreateOrUpdate (200, 201).
-func (c *rgClient) CreateOrUpdate(ctx context.Context, rg string, p resourceGroup) (resourceGroup, error) {
-	return c.do(ctx, http.MethodPut, rg, p, http.StatusOK, http.StatusCreated)
-}
-
-// Get is ResourceGroupsClient.Get (200).
-func (c *rgClient) Get(ctx context.Context, rg string) (resourceGroup, error) {
-	return c.do(ctx, http.MethodGet, rg, nil, http.StatusOK)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/vmssd/vmssd/internal/server"
@@ -26,9 +27,10 @@ func TestSDKScenario(t *testing.T) {
 		{name: "hybrid-2020-09-01-profile", pin: "2020-06-01", want: "2020-06-01"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each run has its own server
 			e := testenv.Start(t, testenv.Options{PageSize: 2})
 			c := newClients(t, e, staticCred(e.Token), tc.pin)
-			runScenario(t, e, c)
+			runScenario(t, c)
 			if got := c.rec.seen(); !cmp.Equal(got, []string{tc.want}) {
 				t.Errorf("Microsoft.Compute api-versions sent: %v, want only %s", got, tc.want)
 			}
@@ -41,26 +43,22 @@ type step struct {
 	run  func(t *testing.T)
 }
 
-func runScenario(t *testing.T, e *testenv.Env, c *clients) {
+func runScenario(t *testing.T, c *clients) {
 	const rg, name = "rg-sdk", "web"
-	var (
-		vmIDs    []string // current instance ids of "web"
-		upgraded string   // the instance updated by manualupgrade
-		etag1    string
-	)
+	var vmIDs []string // current instance ids of "web", shared by the steps
 	imageRef := &armcompute.ImageReference{
 		Publisher: to.Ptr(server.DemoPublisher), Offer: to.Ptr(server.DemoOffer), SKU: to.Ptr(server.DemoSKU), Version: to.Ptr("latest"),
 	}
 	steps := []step{
 		{"S4/resource-group-create", func(t *testing.T) {
-			res, err := c.rgs.CreateOrUpdate(ctxT(t, 30*time.Second), rg, resourceGroup{Location: to.Ptr("local")})
+			res, err := c.rgs.CreateOrUpdate(ctxT(t, 30*time.Second), rg, armresources.ResourceGroup{Location: to.Ptr("local")}, nil)
 			if err != nil {
 				t.Fatalf("create rg: %v", err)
 			}
 			if val(res.Name) != rg || res.Properties == nil || val(res.Properties.ProvisioningState) != "Succeeded" {
-				t.Fatalf("rg: %+v", res)
+				t.Fatalf("rg: %+v", res.ResourceGroup)
 			}
-			if _, err := c.rgs.Get(ctxT(t, 30*time.Second), rg); err != nil {
+			if _, err := c.rgs.Get(ctxT(t, 30*time.Second), rg, nil); err != nil {
 				t.Fatalf("get rg: %v", err)
 			}
 		}},
@@ -244,7 +242,7 @@ func runScenario(t *testing.T, e *testenv.Env, c *clients) {
 					t.Errorf("vm %s: latestModelApplied before manualupgrade (Manual policy)", id)
 				}
 			}
-			upgraded = vmIDs[0]
+			upgraded := vmIDs[0]
 			p2, err := c.sets.BeginUpdateInstances(ctxT(t, 30*time.Second), rg, name,
 				armcompute.VirtualMachineScaleSetVMInstanceRequiredIDs{InstanceIDs: to.SliceOfPtrs(upgraded)}, nil)
 			done(t, "manualupgrade", p2, err)
@@ -360,7 +358,7 @@ func runScenario(t *testing.T, e *testenv.Env, c *clients) {
 			if err != nil || g1.Etag == nil {
 				t.Fatalf("get: %v etag=%v", err, g1.Etag)
 			}
-			etag1 = *g1.Etag
+			etag1 := *g1.Etag
 			p, err := c.sets.BeginUpdate(ctx, rg, name, armcompute.VirtualMachineScaleSetUpdate{Tags: map[string]*string{"step": to.Ptr("etag")}}, nil)
 			done(t, "tag patch", p, err)
 			g2, err := c.sets.Get(ctx, rg, name, nil)

@@ -103,4 +103,3 @@ func rssKB(pid int) int {
 	}
 	return 0
 }
-

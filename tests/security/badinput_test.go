@@ -21,10 +21,11 @@ func withProps(fn func(body, props map[string]any)) map[string]any {
 // TestBadInput: malformed or hostile requests get the ARM error a client
 // expects, never a 5xx, and change nothing.
 func TestBadInput(t *testing.T) {
-	e := testenv.Start(t, testenv.Options{})
+	e := start(t, testenv.Options{})
 	e.CreateRG("rg1")
 	set := e.VMSSPath("rg1", "web")
 	waitOp(t, e, send(t, e, e.Token, call{method: http.MethodPut, path: set, body: testenv.VMSSBody(1, "latest", "Manual")}))
+	deleteAtEnd(t, e, e.Token, set)
 	var ids []string
 	testenv.Eventually(t, 60*time.Second, "one instance", func() bool {
 		ids = instanceIDs(t, e, e.Token, set)

@@ -48,7 +48,7 @@ func FuzzPutScaleSet(f *testing.F) {
 		[]byte(`{"location":"local","properties":{"scaleInPolicy":{"rules":[null,"Sideways"]}}}`),
 		[]byte(`{"location":"local","properties":{"virtualMachineProfile":{"osProfile":{"computerNamePrefix":"-x"}}}}`),
 		[]byte(`{"location":"local","properties":{"virtualMachineProfile":{"storageProfile":{"imageReference":{"id":"/x"}}}}}`),
-		[]byte(`{"location":"local","properties":{"virtualMachineProfile":{"storageProfile":{"osDisk":{"image":{"uri":"file:///etc/shadow"}}}}},"sku":{"capacity":1}}`),
+		[]byte(`{"location":"local","properties":{"virtualMachineProfile":{"storageProfile":{"osDisk":{"image":{"uri":"file:///nonexistent/image.tar.gz"}}}}},"sku":{"capacity":1}}`),
 		[]byte(`{"location":"local","properties":{"virtualMachineProfile":null},"sku":{"capacity":1}}`),
 		[]byte(`{"location":"local","id":"/subscriptions/other","name":"x","etag":"\"1\"","properties":{"provisioningState":"Succeeded","uniqueId":"u"}}`),
 		[]byte(`{"location":"local","location":"mars"}`),
@@ -67,7 +67,7 @@ func FuzzPutScaleSet(f *testing.F) {
 		f.Add(seed)
 	}
 
-	e := testenv.Start(f, testenv.Options{Store: "memory"})
+	e := start(f, testenv.Options{Store: "memory"})
 	e.CreateRG("rg1")
 	var n atomic.Int64
 
@@ -99,8 +99,13 @@ func FuzzPutScaleSet(f *testing.F) {
 			if strings.Contains(string(r.Body), "S3cret") {
 				t.Errorf("adminPassword echoed: %s", r.Body)
 			}
-			if d := send(t, e, e.Token, call{method: http.MethodDelete, path: path}); d.Status != http.StatusAccepted {
-				t.Errorf("delete accepted set: %d %s", d.Status, d.Body)
+			// Delete it and wait, so that no guest outlives the run.
+			d := send(t, e, e.Token, call{method: http.MethodDelete, path: path})
+			if d.Status != http.StatusAccepted {
+				t.Fatalf("delete accepted set: %d %s", d.Status, d.Body)
+			}
+			if st := opStatus(t, e, d); st != "Succeeded" {
+				t.Errorf("delete accepted set: operation %s", st)
 			}
 		default:
 			if _, err := wellFormedError(r); err != nil {

@@ -134,15 +134,54 @@ func wantError(t testing.TB, what string, r *testenv.Response, status int, code,
 	}
 }
 
-// waitOp waits for the operation a 2xx write returned.
+// opStatus polls the Azure-AsyncOperation of a 2xx write until it ends
+// and returns the final status. Unlike testenv.Env.Wait it reports through
+// t, so fuzz targets may use it.
+func opStatus(t testing.TB, e *testenv.Env, r *testenv.Response) string {
+	t.Helper()
+	u := r.Header.Get("Azure-AsyncOperation")
+	if r.Status/100 != 2 || u == "" {
+		t.Fatalf("write failed or has no operation: %d %s", r.Status, r.Body)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		op := send(t, e, e.Token, call{method: http.MethodGet, path: strings.TrimPrefix(u, e.Server.URL)})
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := op.JSON(&st); err != nil || op.Status != http.StatusOK {
+			t.Fatalf("operation status: %d %s", op.Status, op.Body)
+		}
+		if st.Status != "InProgress" {
+			return st.Status
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("operation %s still InProgress", u)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitOp waits for the operation of a 2xx write to succeed.
 func waitOp(t testing.TB, e *testenv.Env, r *testenv.Response) {
 	t.Helper()
-	if r.Status/100 != 2 {
-		t.Fatalf("write failed: %d %s", r.Status, r.Body)
+	if st := opStatus(t, e, r); st != "Succeeded" {
+		t.Fatalf("operation ended %s", st)
 	}
-	if st, m := e.Wait(r, 90*time.Second); st != "Succeeded" {
-		t.Fatalf("operation ended %s: %v", st, m)
-	}
+}
+
+// deleteAtEnd deletes scale sets (as token) before the server stops, so
+// that their guest processes do not outlive the test. Register it after
+// testenv.Start: cleanups run last-registered first.
+func deleteAtEnd(t testing.TB, e *testenv.Env, token string, paths ...string) {
+	t.Cleanup(func() {
+		for _, p := range paths {
+			r := send(t, e, token, call{method: http.MethodDelete, path: p})
+			if r.Status == http.StatusAccepted {
+				waitOp(t, e, r)
+			}
+		}
+	})
 }
 
 // instanceIDs lists the ids of a set's instances as the token's owner.
@@ -203,4 +242,13 @@ func snapshot(t testing.TB, e *testenv.Env, token, vmssPath string) setSnapshot 
 		t.Errorf("ETag header %q != etag %q", h, s.Etag)
 	}
 	return setSnapshot{ETag: s.Etag, Capacity: s.SKU.Capacity, Instances: instanceIDs(t, e, token, vmssPath), Tags: s.Tags}
+}
+
+// start starts a server whose client connections are closed before it
+// stops, so that its graceful shutdown does not wait for idle keep-alive
+// connections that never carried a request.
+func start(t testing.TB, o testenv.Options) *testenv.Env {
+	e := testenv.Start(t, o)
+	t.Cleanup(e.HTTP.CloseIdleConnections)
+	return e
 }

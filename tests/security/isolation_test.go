@@ -102,13 +102,15 @@ func (tn *tenant) createSet(t *testing.T, e *testenv.Env) {
 // TestTenantIsolation (S4): what tenant A owns, tenant B and an anonymous
 // caller can neither see nor touch, through any endpoint.
 func TestTenantIsolation(t *testing.T) {
-	e := testenv.Start(t, testenv.Options{})
+	e := start(t, testenv.Options{})
 	a := setupTenant(t, e, "tenantA", subA)
 	b := setupTenant(t, e, "tenantB", subB)
 	a.token = e.IssueToken(a.id, auth.RoleTenant)
 	b.token = tokenFromEndpoint(t, e, b.id, b.secret)
 	a.createSet(t, e)
+	deleteAtEnd(t, e, a.token, a.vmss())
 	b.createSet(t, e)
+	deleteAtEnd(t, e, b.token, b.vmss())
 	var idA []string
 	testenv.Eventually(t, 60*time.Second, "A's instance", func() bool {
 		idA = instanceIDs(t, e, a.token, a.vmss())
