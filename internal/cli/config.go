@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vmssd/vmssd/api/client"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -28,20 +29,11 @@ const (
 	defaultTenant   = "vmssd"
 	defaultAudience = "https://management.vmssd.local/"
 	defaultLocation = "local"
-	configFileName  = "vmssctl.json"
+	configFileName  = client.ConfigFileName
 )
 
 // clientConfig is the file vmssd writes for vmssctl (<data-dir>/vmssctl.json).
-type clientConfig struct {
-	Endpoint     string `json:"endpoint"`
-	CAFile       string `json:"caFile"`
-	Tenant       string `json:"tenant"`
-	ClientID     string `json:"clientId"`
-	ClientSecret string `json:"clientSecret"`
-	Audience     string `json:"audience"`
-	Subscription string `json:"subscription"`
-	Location     string `json:"location"`
-}
+type clientConfig = client.Config
 
 // rootOptions are the global flags and the state shared by all commands of
 // one invocation.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vmssd/vmssd/api/client"
 	"log/slog"
 	"net"
 	"net/http"
@@ -73,16 +74,7 @@ const (
 var DemoVersions = []string{"1.0.0", "1.1.0"}
 
 // ClientConfig is the file vmssctl reads (like a kubeconfig).
-type ClientConfig struct {
-	Endpoint     string `json:"endpoint"`
-	CAFile       string `json:"caFile"`
-	Tenant       string `json:"tenant"`
-	ClientID     string `json:"clientId"`
-	ClientSecret string `json:"clientSecret"`
-	Audience     string `json:"audience"`
-	Subscription string `json:"subscription"`
-	Location     string `json:"location"`
-}
+type ClientConfig = client.Config
 
 // Server is a running vmssd.
 type Server struct {
@@ -338,7 +330,7 @@ func (s *Server) writeClientConfig() error {
 	s.Client.Subscription = s.cfg.DefaultSubscription
 	s.Client.Location = s.cfg.Location
 	b, _ := json.MarshalIndent(s.Client, "", "  ")
-	s.ConfigFile = filepath.Join(s.cfg.DataDir, "vmssctl.json")
+	s.ConfigFile = filepath.Join(s.cfg.DataDir, client.ConfigFileName)
 	return writeFileAtomic(s.ConfigFile, b, 0o600)
 }
 
