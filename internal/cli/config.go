@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/vmssd/vmssd/api/client"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -250,4 +249,5 @@ type staticToken string
 
 func (t staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	return azcore.AccessToken{Token: string(t), ExpiresOn: time.Now().Add(time.Hour)}, nil
-}
+}	"github.com/vmssd/vmssd/api/client"
+
