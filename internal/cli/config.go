@@ -21,6 +21,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/spf13/cobra"
+
+	"github.com/vmssd/vmssd/api/client"
 )
 
 // Defaults of a vmssd installation, used when the config file does not say.
@@ -249,5 +251,5 @@ type staticToken string
 
 func (t staticToken) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	return azcore.AccessToken{Token: string(t), ExpiresOn: time.Now().Add(time.Hour)}, nil
-}	"github.com/vmssd/vmssd/api/client"
+}
 
