@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/vmssd/vmssd/internal/controller"
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/process"
+	"github.com/vmssd/vmssd/internal/driver/qemu"
 	"github.com/vmssd/vmssd/internal/driver/router"
 	"github.com/vmssd/vmssd/internal/host"
 	"github.com/vmssd/vmssd/internal/model"
@@ -54,7 +56,18 @@ type Config struct {
 	HealthGrace time.Duration
 	// NoDemoImages skips publishing the demo images on first start.
 	NoDemoImages bool
-	Logger       *slog.Logger
+	// VMs enables the QEMU driver for virtual machine images: "auto" (when
+	// qemu-system-x86_64 is installed; the default) or "off".
+	VMs string
+	// Accel is the QEMU acceleration: "auto" (KVM only where proven), "kvm"
+	// or "tcg".
+	Accel string
+	// BootDeadline bounds a VM boot (default 180s).
+	BootDeadline time.Duration
+	// MemoryOvercommit is how far VM memory may exceed the host's (1.0: not
+	// at all).
+	MemoryOvercommit float64
+	Logger           *slog.Logger
 }
 
 // DefaultSubscriptionID is the subscription created at first start.
@@ -171,7 +184,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: process driver: %w", err)
 	}
 	formats := map[string]driver.Driver{artifact.FormatProcessV1: drv}
-	missing := map[string]string{artifact.FormatQEMUV1: "the qemu driver is not enabled"}
+	missing := map[string]string{}
+	if err := s.enableVMs(formats, missing); err != nil {
+		_ = ln.Close()
+		_ = drv.Close()
+		return nil, err
+	}
 	hostDrv := router.New(formats, missing)
 	s.closers = append(s.closers, hostDrv.Close)
 	var ctrl *controller.Controller
@@ -215,6 +233,35 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ok = true
 	log.Info("vmssd listening", "url", s.URL, "ca", s.CAFile, "config", s.ConfigFile, "data", cfg.DataDir)
 	return s, nil
+}
+
+// enableVMs adds the QEMU driver for virtual machine images when QEMU is
+// installed (and not turned off), or records why VM images cannot run here.
+func (s *Server) enableVMs(formats map[string]driver.Driver, missing map[string]string) error {
+	log := s.cfg.Logger
+	if s.cfg.VMs == "off" {
+		missing[artifact.FormatQEMUV1] = "virtual machines are turned off (--vms=off)"
+		return nil
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		missing[artifact.FormatQEMUV1] = "qemu-system-x86_64 is not installed"
+		log.Info("virtual machine images disabled: qemu-system-x86_64 is not installed")
+		return nil
+	}
+	qd, err := qemu.New(qemu.Options{
+		Root: filepath.Join(s.cfg.DataDir, "hosts", "local", "vms"), Accel: s.cfg.Accel,
+		BootDeadline: s.cfg.BootDeadline, MemoryOvercommit: s.cfg.MemoryOvercommit, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("server: qemu driver: %w", err)
+	}
+	formats[artifact.FormatQEMUV1] = qd
+	accel, reason := qemu.DetectAccel()
+	if s.cfg.Accel == "tcg" || s.cfg.Accel == "kvm" {
+		accel, reason = s.cfg.Accel, "forced by --accel"
+	}
+	log.Info("virtual machine images enabled", "accel", accel, "why", reason)
+	return nil
 }
 
 func (s *Server) fail(err error) {
