@@ -305,7 +305,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			continue // re-plan with the new records
 		}
 		if err := c.execute(ctx, set, insts, plan.Actions); err != nil {
-			actionErr = err
+			actionErr = instanceError(err)
 		}
 		if plan.Err != nil && len(plan.Actions) == 0 {
 			return 0, c.settle(ctx, set, st, stRev, plan.Err, actionErr)
@@ -524,15 +524,35 @@ func imageName(img model.ResolvedImage) string {
 	return img.Publisher + ":" + img.Offer + ":" + img.SKU + ":" + img.ExactVersion
 }
 
+// hostErrors maps what drivers report to the ARM error an instance shows.
+var hostErrors = []struct {
+	sentinel error
+	kind     errs.Kind
+	code     string
+}{
+	{driver.ErrInsufficientCapacity, errs.Conflict, "AllocationFailed"},
+	{driver.ErrSizeUnsupported, errs.Invalid, "SkuNotAvailable"},
+	{driver.ErrImageInvalid, errs.Invalid, "InvalidImage"},
+}
+
+// instanceError is the ARM error recorded on an instance whose host action
+// failed.
+func instanceError(err error) *errs.Error {
+	if e := errs.From(err); e.Kind != errs.Internal {
+		return e
+	}
+	for _, h := range hostErrors {
+		if errors.Is(err, h.sentinel) {
+			return errs.New(h.kind, h.code, "%s", err.Error()).Wrap(err)
+		}
+	}
+	return errs.New(errs.Internal, "ProvisioningFailed", "%s", err.Error()).Wrap(err)
+}
+
 func failed(err error) func(*model.Instance) {
 	return func(r *model.Instance) {
 		r.ProvisioningState = model.StateFailed
-		r.Error = state.ErrorDetail(errs.New(errs.Internal, "ProvisioningFailed", "%s", errs.From(err).Message).Wrap(err))
-		if e := errs.From(err); e.Kind != errs.Internal {
-			r.Error = state.ErrorDetail(e)
-		} else {
-			r.Error.Message = err.Error()
-		}
+		r.Error = state.ErrorDetail(instanceError(err))
 	}
 }
 

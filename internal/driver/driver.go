@@ -19,6 +19,14 @@ var ErrNotFound = errors.New("driver: instance not found")
 // this driver (wrong format, missing manifest, ...).
 var ErrImageInvalid = errors.New("driver: image not usable by this driver")
 
+// ErrInsufficientCapacity is wrapped by errors of a host that cannot give an
+// instance what its size asks (memory beyond the overcommit allowance, ...).
+var ErrInsufficientCapacity = errors.New("driver: insufficient host capacity")
+
+// ErrSizeUnsupported is wrapped by errors about a VM size the driver cannot
+// run (unknown, or too small for the image).
+var ErrSizeUnsupported = errors.New("driver: VM size not supported")
+
 // Power is the observed power state of an instance.
 type Power string
 

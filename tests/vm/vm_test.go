@@ -255,3 +255,38 @@ func TestVMScaleSet(t *testing.T) {
 		t.Errorf("%d VM directories left", len(ents))
 	}
 }
+
+// TestVMMemoryOvercommitRefused: a VM size beyond what the host may give is
+// refused with a clear AllocationFailed, and no QEMU is started.
+func TestVMMemoryOvercommitRefused(t *testing.T) {
+	if os.Getenv("VMSSD_E2E") != "1" {
+		if _, err := os.Stat("/usr/bin/qemu-system-x86_64"); err != nil {
+			t.Skip("qemu-system-x86_64 is not installed (set VMSSD_E2E=1 to require it)")
+		}
+	}
+	a1 := vmimage.Build(t, "1.0.0", false)
+	dataDir := t.TempDir()
+	e := testenv.Start(t, testenv.Options{DataDir: dataDir})
+	publish(t, e, a1, "1.0.0")
+	if r := e.Do(http.MethodPut, "/providers/vmssd.Admin/vmSizes/Standard_Huge?api-version="+adminAPI, map[string]any{"numberOfCores": 2, "memoryInMB": 1 << 20}); r.Status != http.StatusCreated {
+		t.Fatalf("add size: %d %s", r.Status, r.Body)
+	}
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "huge")
+	body := testenv.VMSSBody(1, "1.0.0", "Manual")
+	body["sku"] = map[string]any{"name": "Standard_Huge", "capacity": 1}
+	body["properties"].(map[string]any)["virtualMachineProfile"].(map[string]any)["storageProfile"].(map[string]any)["imageReference"] =
+		map[string]any{"publisher": "vmssd", "offer": "linux", "sku": "tiny", "version": "1.0.0"}
+	st, m := e.Wait(e.Do(http.MethodPut, path, body), time.Minute)
+	errBody, _ := m["error"].(map[string]any)
+	if st != "Failed" || errBody["code"] != "AllocationFailed" {
+		t.Fatalf("operation %s %v, want Failed with AllocationFailed", st, m)
+	}
+	vms := list(t, e, path)
+	if len(vms) != 1 || vms[0].Properties.ProvisioningState != "Failed" {
+		t.Fatalf("instances: %+v", vms)
+	}
+	if n := len(qemuPIDs(filepath.Join(dataDir, "hosts", "local", "vms"))); n != 0 {
+		t.Errorf("%d QEMU processes started for a refused VM", n)
+	}
+}

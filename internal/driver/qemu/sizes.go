@@ -43,14 +43,14 @@ const DefaultSize = "Standard_A1"
 var (
 	// ErrUnknownSize is returned for a Spec whose Size is not in the size
 	// table (and that carries no VCPUs and MemoryMB of its own).
-	ErrUnknownSize = errors.New("qemu: unknown VM size")
+	ErrUnknownSize = fmt.Errorf("qemu: unknown VM size: %w", driver.ErrSizeUnsupported)
 	// ErrSizeTooSmall is returned when the size has less memory than the
 	// image's minMemoryMB.
-	ErrSizeTooSmall = errors.New("qemu: VM size too small for the image")
+	ErrSizeTooSmall = fmt.Errorf("qemu: VM size too small for the image: %w", driver.ErrSizeUnsupported)
 	// ErrInsufficientMemory is returned by Create, Start, Restart and
 	// Reimage when running the VM would exceed the host's memory
 	// allowance. The error is an *InsufficientMemoryError.
-	ErrInsufficientMemory = errors.New("qemu: insufficient host memory")
+	ErrInsufficientMemory = fmt.Errorf("qemu: insufficient host memory: %w", driver.ErrInsufficientCapacity)
 )
 
 // InsufficientMemoryError says why a VM was refused. It wraps
