@@ -90,7 +90,9 @@ func New(drv driver.Driver, opts Options) *Host {
 		opts.ProbeSlow = 3 * time.Second
 	}
 	if opts.Refresh == 0 {
-		opts.Refresh = time.Second
+		// Reading the driver's list is an in-memory copy; a short period
+		// makes a finished VM boot visible (and probed) quickly.
+		opts.Refresh = 250 * time.Millisecond
 	}
 	return &Host{
 		opts: opts, drv: drv, obs: map[string]*Observed{}, ready: make(chan struct{}),

@@ -113,6 +113,10 @@ func (im *images) ImportURI(ctx context.Context, uri string) (string, int64, str
 	if err != nil {
 		return "", 0, "", invalidArtifact(err)
 	}
+	// Unpack now, at publish time, rather than at the first placement.
+	if _, err := im.store.Unpack(ctx, d); err != nil {
+		return "", 0, "", invalidArtifact(err)
+	}
 	return string(d), n, m.OSType, nil
 }
 
