@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,8 +95,28 @@ func Start(t testing.TB, o Options) *Env {
 	e := &Env{T: t, Server: s, Config: cfg, Sub: server.DefaultSubscriptionID, API: "2024-11-01", dataDir: o.DataDir}
 	e.HTTP = Client(s.CAPEM)
 	e.Token = e.IssueToken(server.OperatorClientID, auth.RoleOperator)
-	t.Cleanup(func() { e.Stop() })
+	t.Cleanup(func() {
+		e.Stop()
+		// Instances outlive a server stop by design (they are re-adopted by
+		// the next start); a finished test must not leave them running.
+		KillInstances(o.DataDir)
+	})
 	return e
+}
+
+// KillInstances kills every process (guest or QEMU) whose working directory
+// is under dataDir.
+func KillInstances(dataDir string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink("/proc/" + ent.Name() + "/cwd"); err == nil && strings.HasPrefix(cwd, dataDir+"/") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // Client returns an HTTPS client trusting only caPEM.

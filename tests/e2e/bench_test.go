@@ -24,7 +24,7 @@ import (
 // scale set of 50 instances to all 50 reported healthy by the API.
 func BenchmarkCreate50Healthy(b *testing.B) {
 	dataDir := b.TempDir()
-	b.Cleanup(func() { killGuests(dataDir) })
+	b.Cleanup(func() { testenv.KillInstances(dataDir) })
 	p := startProc(b, dataDir, freePort(b))
 	e := attach(b, dataDir, p.url)
 	e.CreateRG("rg")
@@ -62,7 +62,7 @@ func waitHealthyFast(b *testing.B, e *testenv.Env, rg, name string, n int) {
 // views (one page), and reports the p50/p99 latency and the server's RSS.
 func BenchmarkList1000(b *testing.B) {
 	dataDir := b.TempDir()
-	b.Cleanup(func() { killGuests(dataDir) })
+	b.Cleanup(func() { testenv.KillInstances(dataDir) })
 	p := startProc(b, dataDir, freePort(b))
 	e := attach(b, dataDir, p.url)
 	e.CreateRG("rg")

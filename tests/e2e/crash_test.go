@@ -170,19 +170,6 @@ func guestProcesses(t *testing.T, dataDir string) map[string]int {
 	return out
 }
 
-func killGuests(dataDir string) {
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil {
-			continue
-		}
-		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && strings.HasPrefix(cwd, dataDir) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
 // checkExact verifies the final instance set: n instances with ids 0..n-1,
 // all healthy on version, one guest process each, one disk each.
 func checkExact(t *testing.T, e *testenv.Env, dataDir string, n int, version string) {
@@ -221,7 +208,7 @@ func TestCrashDuringScaleOut(t *testing.T) {
 	for _, delay := range []time.Duration{0, 40 * time.Millisecond, 150 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
 			dataDir := t.TempDir()
-			t.Cleanup(func() { killGuests(dataDir) })
+			t.Cleanup(func() { testenv.KillInstances(dataDir) })
 			addr := freePort(t)
 			p := startProc(t, dataDir, addr)
 			e := attach(t, dataDir, p.url)
@@ -247,7 +234,7 @@ func TestCrashDuringManualUpgrade(t *testing.T) {
 	for _, delay := range []time.Duration{10 * time.Millisecond, 80 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
 			dataDir := t.TempDir()
-			t.Cleanup(func() { killGuests(dataDir) })
+			t.Cleanup(func() { testenv.KillInstances(dataDir) })
 			addr := freePort(t)
 			p := startProc(t, dataDir, addr)
 			e := attach(t, dataDir, p.url)
