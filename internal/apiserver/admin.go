@@ -113,43 +113,18 @@ func (s *Server) adminPutImage(w http.ResponseWriter, r *http.Request, rc *reqCt
 }
 
 func (s *Server) adminGetImage(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	v, _, err := state.Get[model.ImageVersion](r.Context(), s.opts.Store, model.ImageKey(rc.v("pub"), rc.v("offer"), rc.v("sku"), rc.v("ver")))
-	if errors.Is(err, store.ErrNotFound) {
-		return errs.New(errs.NotFound, "NotFound", "Artifact: VMImage was not found.")
-	}
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.renderAdminImage(rc.v("sub"), v))
-	return nil
+	return getRecord(s, w, r, model.ImageKey(rc.v("pub"), rc.v("offer"), rc.v("sku"), rc.v("ver")),
+		errs.New(errs.NotFound, "NotFound", "Artifact: VMImage was not found."),
+		func(v *model.ImageVersion) adminImageBody { return s.renderAdminImage(rc.v("sub"), v) })
 }
 
 func (s *Server) adminDeleteImage(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	key := model.ImageKey(rc.v("pub"), rc.v("offer"), rc.v("sku"), rc.v("ver"))
-	if _, err := s.opts.Store.Get(r.Context(), key); errors.Is(err, store.ErrNotFound) {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	if _, err := s.opts.Store.Txn(r.Context(), nil, store.Delete(key)); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusOK)
-	return nil
+	return s.deleteRecord(w, r, model.ImageKey(rc.v("pub"), rc.v("offer"), rc.v("sku"), rc.v("ver")))
 }
 
 func (s *Server) adminListImages(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	vs, _, err := state.List[model.ImageVersion](r.Context(), s.opts.Store, model.PrefixImages)
-	if err != nil {
-		return err
-	}
-	out := struct {
-		Value []adminImageBody `json:"value"`
-	}{Value: []adminImageBody{}}
-	for _, v := range vs {
-		out.Value = append(out.Value, s.renderAdminImage(rc.v("sub"), v))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return listRecords(s, w, r, model.PrefixImages,
+		func(v *model.ImageVersion) adminImageBody { return s.renderAdminImage(rc.v("sub"), v) })
 }
 
 // adminUploadArtifact stores an artifact sent as the request body and
@@ -219,30 +194,12 @@ func (s *Server) adminPutSubscription(w http.ResponseWriter, r *http.Request, rc
 }
 
 func (s *Server) adminGetSubscription(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	sub, _, err := state.Get[model.Subscription](r.Context(), s.opts.Store, model.SubscriptionKey(rc.v("id")))
-	if errors.Is(err, store.ErrNotFound) {
-		return errs.New(errs.NotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", rc.v("id"))
-	}
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, renderAdminSub(sub))
-	return nil
+	return getRecord(s, w, r, model.SubscriptionKey(rc.v("id")),
+		errs.New(errs.NotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", rc.v("id")), renderAdminSub)
 }
 
 func (s *Server) adminListSubscriptions(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	subs, _, err := state.List[model.Subscription](r.Context(), s.opts.Store, model.PrefixSubscriptions)
-	if err != nil {
-		return err
-	}
-	out := struct {
-		Value []adminSubscriptionBody `json:"value"`
-	}{Value: []adminSubscriptionBody{}}
-	for _, sub := range subs {
-		out.Value = append(out.Value, renderAdminSub(sub))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return listRecords(s, w, r, model.PrefixSubscriptions, renderAdminSub)
 }
 
 func (s *Server) adminDeleteSubscription(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
@@ -255,15 +212,7 @@ func (s *Server) adminDeleteSubscription(w http.ResponseWriter, r *http.Request,
 	if len(kvs) > 0 {
 		return errs.New(errs.Conflict, "SubscriptionNotEmpty", "The subscription '%s' still has %d resource group(s); delete them first.", id, len(kvs))
 	}
-	if _, err := s.opts.Store.Get(ctx, model.SubscriptionKey(id)); errors.Is(err, store.ErrNotFound) {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	if _, err := s.opts.Store.Txn(ctx, nil, store.Delete(model.SubscriptionKey(id))); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusOK)
-	return nil
+	return s.deleteRecord(w, r, model.SubscriptionKey(id))
 }
 
 type principalBody struct {
@@ -351,44 +300,17 @@ func (s *Server) adminPutPrincipal(w http.ResponseWriter, r *http.Request, rc *r
 }
 
 func (s *Server) adminGetPrincipal(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	p, _, err := state.Get[model.Principal](r.Context(), s.opts.Store, model.PrincipalKey(rc.v("id")))
-	if errors.Is(err, store.ErrNotFound) {
-		return errs.New(errs.NotFound, "NotFound", "The principal '%s' was not found.", rc.v("id"))
-	}
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, renderPrincipal(p))
-	return nil
+	return getRecord(s, w, r, model.PrincipalKey(rc.v("id")),
+		errs.New(errs.NotFound, "NotFound", "The principal '%s' was not found.", rc.v("id")), renderPrincipal)
 }
 
 func (s *Server) adminListPrincipals(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ps, _, err := state.List[model.Principal](r.Context(), s.opts.Store, model.PrefixPrincipals)
-	if err != nil {
-		return err
-	}
-	out := struct {
-		Value []principalBody `json:"value"`
-	}{Value: []principalBody{}}
-	for _, p := range ps {
-		out.Value = append(out.Value, renderPrincipal(p))
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return listRecords(s, w, r, model.PrefixPrincipals, renderPrincipal)
 }
 
 func (s *Server) adminDeletePrincipal(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	if strings.EqualFold(rc.v("id"), rc.caller.ClientID) {
 		return errs.New(errs.Conflict, "OperationNotAllowed", "A principal cannot delete itself.")
 	}
-	key := model.PrincipalKey(rc.v("id"))
-	if _, err := s.opts.Store.Get(r.Context(), key); errors.Is(err, store.ErrNotFound) {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	if _, err := s.opts.Store.Txn(r.Context(), nil, store.Delete(key)); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusOK)
-	return nil
+	return s.deleteRecord(w, r, model.PrincipalKey(rc.v("id")))
 }

@@ -112,14 +112,5 @@ func (s *Server) adminPutVMSize(w http.ResponseWriter, r *http.Request, rc *reqC
 }
 
 func (s *Server) adminDeleteVMSize(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	key := model.SizeKey(rc.v("name"))
-	if _, err := s.opts.Store.Get(r.Context(), key); errors.Is(err, store.ErrNotFound) {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	if _, err := s.opts.Store.Txn(r.Context(), nil, store.Delete(key)); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusOK)
-	return nil
+	return s.deleteRecord(w, r, model.SizeKey(rc.v("name")))
 }
