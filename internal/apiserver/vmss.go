@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -280,6 +281,15 @@ func (s *Server) validate(m *armcompute.VirtualMachineScaleSet) error {
 	vp := p.VirtualMachineProfile
 	if vp == nil {
 		return nil
+	}
+	if op := vp.OSProfile; op != nil && op.CustomData != nil {
+		b, err := base64.StdEncoding.DecodeString(*op.CustomData)
+		if err != nil {
+			return errs.InvalidParameter("properties.virtualMachineProfile.osProfile.customData", "customData must be base64-encoded.")
+		}
+		if len(b) > 64<<10 {
+			return errs.InvalidParameter("properties.virtualMachineProfile.osProfile.customData", "customData is %d bytes once decoded; at most 65536 are allowed.", len(b))
+		}
 	}
 	if op := vp.OSProfile; op != nil && op.ComputerNamePrefix != nil && !computerNamePrefixRE.MatchString(*op.ComputerNamePrefix) {
 		return errs.InvalidParameter("properties.virtualMachineProfile.osProfile.computerNamePrefix",

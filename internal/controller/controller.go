@@ -12,6 +12,7 @@ package controller
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -514,7 +515,37 @@ func (c *Controller) spec(ctx context.Context, set *model.ScaleSet, inst *model.
 			Publisher: img.Publisher, Offer: img.Offer, SKU: img.SKU, ImageVersion: img.ExactVersion,
 			ImageURI: img.URI, ModelVersion: modelVersion,
 		},
+		Provisioning: provisioning(set),
 	}, nil
+}
+
+// provisioning extracts what a guest applies at first boot from the model's
+// osProfile.
+func provisioning(set *model.ScaleSet) driver.Provisioning {
+	var p driver.Provisioning
+	if set.Model == nil || set.Model.Properties == nil || set.Model.Properties.VirtualMachineProfile == nil {
+		return p
+	}
+	op := set.Model.Properties.VirtualMachineProfile.OSProfile
+	if op == nil {
+		return p
+	}
+	if op.AdminUsername != nil {
+		p.AdminUsername = *op.AdminUsername
+	}
+	if lc := op.LinuxConfiguration; lc != nil && lc.SSH != nil {
+		for _, k := range lc.SSH.PublicKeys {
+			if k != nil && k.KeyData != nil {
+				p.SSHKeys = append(p.SSHKeys, *k.KeyData)
+			}
+		}
+	}
+	if op.CustomData != nil {
+		if b, err := base64.StdEncoding.DecodeString(*op.CustomData); err == nil {
+			p.CustomData = b
+		}
+	}
+	return p
 }
 
 func imageName(img model.ResolvedImage) string {

@@ -59,6 +59,17 @@ type Spec struct {
 	// Metadata is served by the guest as its instance-metadata document
 	// (image version, instance id, fault and update domain, ...).
 	Metadata Metadata `json:"metadata"`
+	// Provisioning is what a VM's guest agent (cloud-init) applies at first
+	// boot. Drivers keep it only in files readable by root.
+	Provisioning Provisioning `json:"provisioning,omitempty"`
+}
+
+// Provisioning is the scale set model's osProfile as a guest needs it.
+type Provisioning struct {
+	AdminUsername string   `json:"adminUsername,omitempty"`
+	SSHKeys       []string `json:"sshKeys,omitempty"`
+	// CustomData is osProfile.customData, decoded from base64.
+	CustomData []byte `json:"customData,omitempty"`
 }
 
 // Metadata is the instance-metadata document handed to the guest.
