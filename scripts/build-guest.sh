@@ -1,5 +1,5 @@
 #!/bin/bash
-# build-guest.sh OUTDIR VERSION [--unhealthy]
+# build-guest.sh OUTDIR VERSION [--unhealthy] [--publish PUBLISHER:OFFER:SKU]
 #
 # Builds vmssd's demo virtual machine image, a small x86_64 Linux guest made
 # from Debian packages only, as a vmssd artifact (format vmssd.qemu/v1):
@@ -76,18 +76,29 @@ export LC_ALL=C TZ=UTC
 prog=${0##*/}
 die() { echo "$prog: $*" >&2; exit 1; }
 missing() { echo "$prog: missing prerequisite: $*" >&2; exit 3; }
-usage() { echo "usage: $prog OUTDIR VERSION [--unhealthy]" >&2; exit 2; }
+usage() { echo "usage: $prog OUTDIR VERSION [--unhealthy] [--publish PUBLISHER:OFFER:SKU]" >&2; exit 2; }
 
 unhealthy=0
+publish=""
 pos=()
-for arg in "$@"; do
-	case $arg in
+while [ $# -gt 0 ]; do
+	case $1 in
 	--unhealthy) unhealthy=1 ;;
+	--publish)
+		[ $# -ge 2 ] || usage
+		publish=$2
+		shift
+		;;
 	--) ;;
-	-*) echo "$prog: unknown option $arg" >&2; usage ;;
-	*) pos+=("$arg") ;;
+	-*) echo "$prog: unknown option $1" >&2; usage ;;
+	*) pos+=("$1") ;;
 	esac
+	shift
 done
+if [ -n "$publish" ] && [[ ! $publish =~ ^[A-Za-z0-9._-]+:[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$ ]]; then
+	echo "$prog: --publish wants PUBLISHER:OFFER:SKU" >&2
+	exit 2
+fi
 [ ${#pos[@]} -eq 2 ] || usage
 outdir=${pos[0]}
 version=${pos[1]}
@@ -468,3 +479,17 @@ tmpout=""
 
 sum=$(sha256sum "$final")
 echo "built $final sha256:${sum%% *} ($health; $kpkg=$kver, busybox-static=$busybox_version, modules: ${modorder[*]})"
+
+# --publish: add the artifact to a running vmssd's catalog with vmssctl
+# (on PATH, or built from this checkout), as the operator whose vmssctl
+# config is in effect.
+if [ -n "$publish" ]; then
+	IFS=: read -r pub_publisher pub_offer pub_sku <<<"$publish"
+	abs_final=$(cd "$(dirname "$final")" && pwd)/$(basename "$final")
+	args=(image add --publisher "$pub_publisher" --offer "$pub_offer" --sku "$pub_sku" --version "$version" --file "$abs_final")
+	if command -v vmssctl >/dev/null 2>&1; then
+		vmssctl "${args[@]}"
+	else
+		(cd "$(dirname "$0")/.." && go run ./cmd/vmssctl "${args[@]}")
+	fi
+fi
