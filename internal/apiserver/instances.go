@@ -327,8 +327,11 @@ func (s *Server) applyAction(w http.ResponseWriter, r *http.Request, rc *reqCtx,
 	ref := s.ref(rc)
 	for attempt := 0; ; attempt++ {
 		op, err := s.tryAction(ctx, ref, action, ids, all, setLevel)
-		if errors.Is(err, store.ErrConflict) && attempt < 20 {
-			continue
+		if errors.Is(err, store.ErrConflict) {
+			if attempt < 20 {
+				continue
+			}
+			return errs.New(errs.Conflict, "Conflict", "The scale set is being modified concurrently; retry the request.")
 		}
 		if err != nil {
 			return err
@@ -399,6 +402,7 @@ func (s *Server) tryAction(ctx context.Context, ref model.SetRef, action string,
 			inst.ReimageSeq = max(inst.ReimageSeq, inst.AppliedReimage) + 1
 		case "manualupgrade":
 			inst.TargetModel = set.ModelVersion
+			inst.FailedModel = 0 // an explicit request retries a failed upgrade
 		case "delete":
 			inst.Deleting = true
 			inst.ProvisioningState = model.StateDeleting
@@ -440,32 +444,45 @@ func (s *Server) putInstance(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 	if err := decode(body, &vm); err != nil {
 		return err
 	}
-	set, setRev, err := s.loadSet(ctx, ref)
-	if err != nil {
-		return err
-	}
-	inst, rev, err := s.loadInstance(ctx, ref, rc.v("id"))
-	if err != nil {
-		return err
-	}
-	if vm.Properties != nil && vm.Properties.ProtectionPolicy != nil {
-		pp := vm.Properties.ProtectionPolicy
-		if pp.ProtectFromScaleIn != nil {
-			inst.ProtectScaleIn = *pp.ProtectFromScaleIn
+	var set *model.ScaleSet
+	var inst *model.Instance
+	var op *model.Operation
+	for attempt := 0; ; attempt++ {
+		var setRev, rev int64
+		set, setRev, err = s.loadSet(ctx, ref)
+		if err != nil {
+			return err
 		}
-		if pp.ProtectFromScaleSetActions != nil {
-			inst.ProtectActions = *pp.ProtectFromScaleSetActions
+		inst, rev, err = s.loadInstance(ctx, ref, rc.v("id"))
+		if err != nil {
+			return err
 		}
-	}
-	set.Generation++
-	op, ops := state.NewOperation("vm.put", ref.Sub, s.opts.Location, ref.String(), set.Generation, s.opts.Now())
-	k := model.InstanceKey(ref, inst.ID)
-	ops = append(ops, state.PutOp(k, inst), state.PutOp(model.ScaleSetKey(ref), set))
-	if _, err := s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(k, rev), store.ModRevisionIs(model.ScaleSetKey(ref), setRev)}, ops...); err != nil {
+		if vm.Properties != nil && vm.Properties.ProtectionPolicy != nil {
+			pp := vm.Properties.ProtectionPolicy
+			if pp.ProtectFromScaleIn != nil {
+				inst.ProtectScaleIn = *pp.ProtectFromScaleIn
+			}
+			if pp.ProtectFromScaleSetActions != nil {
+				inst.ProtectActions = *pp.ProtectFromScaleSetActions
+			}
+		}
+		set.Generation++
+		var ops []store.Op
+		op, ops = state.NewOperation("vm.put", ref.Sub, s.opts.Location, ref.String(), set.Generation, s.opts.Now())
+		k := model.InstanceKey(ref, inst.ID)
+		ops = append(ops, state.PutOp(k, inst), state.PutOp(model.ScaleSetKey(ref), set))
+		_, err = s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(k, rev), store.ModRevisionIs(model.ScaleSetKey(ref), setRev)}, ops...)
 		if errors.Is(err, store.ErrConflict) {
-			return errs.New(errs.Conflict, "Conflict", "The instance was modified concurrently; retry the request.")
+			// The controller writes instance records all the time: retry.
+			if attempt < 20 {
+				continue
+			}
+			return errs.New(errs.Conflict, "Conflict", "The instance is being modified concurrently; retry the request.")
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		break
 	}
 	s.lroHeaders(w, r, op, rc.api)
 	writeJSON(w, http.StatusOK, s.renderInstance(set, inst, false))

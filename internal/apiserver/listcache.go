@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/store"
 )
@@ -41,6 +42,10 @@ func (c *vmCache) put(setKey string, m map[string]*cachedVM) {
 	if c.sets == nil {
 		c.sets = map[string]map[string]*cachedVM{}
 	}
+	if m == nil {
+		delete(c.sets, setKey)
+		return
+	}
 	c.sets[setKey] = m
 }
 
@@ -53,6 +58,9 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request, rc *reqCt
 	ref := s.ref(rc)
 	set, setRev, err := s.loadSet(ctx, ref)
 	if err != nil {
+		if errs.IsKind(err, errs.NotFound) {
+			s.vms.put(ref.String(), nil) // the set is gone: forget its renderings
+		}
 		return err
 	}
 	kvs, _, err := s.opts.Store.List(ctx, model.InstancePrefix(ref))

@@ -167,6 +167,39 @@ func (s *Server) putResourceGroup(w http.ResponseWriter, r *http.Request, rc *re
 	return nil
 }
 
+// patchResourceGroup updates a resource group's tags.
+func (s *Server) patchResourceGroup(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Tags map[string]string `json:"tags"`
+	}
+	if body != nil {
+		if err := decode(body, &in); err != nil {
+			return err
+		}
+	}
+	rg, err := state.Update(r.Context(), s.opts.Store, model.ResourceGroupKey(rc.v("sub"), rc.v("rg")), func(rg *model.ResourceGroup) error {
+		if rg.Deleting {
+			return errs.New(errs.Conflict, "ResourceGroupBeingDeleted", "The resource group '%s' is in deprovisioning state and cannot perform this operation.", rg.Name)
+		}
+		if in.Tags != nil {
+			rg.Tags = in.Tags
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return errs.New(errs.NotFound, "ResourceGroupNotFound", "Resource group '%s' could not be found.", rc.v("rg"))
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, renderRG(rg))
+	return nil
+}
+
 func (s *Server) loadRG(r *http.Request, sub, name string) (*model.ResourceGroup, int64, error) {
 	rg, rev, err := state.Get[model.ResourceGroup](r.Context(), s.opts.Store, model.ResourceGroupKey(sub, name))
 	if errors.Is(err, store.ErrNotFound) {
@@ -209,11 +242,7 @@ func (s *Server) deleteResourceGroup(w http.ResponseWriter, r *http.Request, rc 
 	sub := rc.v("sub")
 	rg, rev, err := s.loadRG(r, sub, rc.v("rg"))
 	if err != nil {
-		if errs.IsKind(err, errs.NotFound) {
-			w.WriteHeader(http.StatusNoContent)
-			return nil
-		}
-		return err
+		return err // ARM answers 404 ResourceGroupNotFound
 	}
 	sets, revs, err := state.List[model.ScaleSet](ctx, s.opts.Store, model.ScaleSetPrefix(sub, rg.Name))
 	if err != nil {

@@ -109,6 +109,7 @@ func (s *Server) register() {
 	s.handle(put, rgP, rv, s.putResourceGroup)
 	s.handle(get, rgP, rv, s.getResourceGroup)
 	s.handle(del, rgP, rv, s.deleteResourceGroup)
+	s.handle(patch, rgP, rv, s.patchResourceGroup)
 
 	// Scale sets.
 	s.handle(get, subP+"/providers/Microsoft.Compute/virtualMachineScaleSets", cv, s.listScaleSets)

@@ -326,14 +326,24 @@ func hasImage(set *model.ScaleSet) bool {
 }
 
 // uriAllowed: paths on the server are the operator's; tenants name
-// artifacts they uploaded (artifact:sha256:...).
-func uriAllowed(set *model.ScaleSet, caller *Caller) error {
+// artifacts uploaded into the scale set's subscription (artifact:sha256:...).
+func (s *Server) uriAllowed(ctx context.Context, set *model.ScaleSet, caller *Caller) error {
 	src := set.ImageSource()
-	if !src.IsCustom() || caller.IsOperator() || strings.HasPrefix(src.URI, "artifact:") {
+	if !src.IsCustom() || caller.IsOperator() {
 		return nil
 	}
-	return errs.InvalidParameter("properties.virtualMachineProfile.storageProfile.osDisk.image.uri",
-		"The image URI '%s' is not allowed: upload the image (POST /subscriptions/{id}/providers/vmssd.Storage/artifacts) and use the artifact:sha256:<digest> URI the upload returns.", src.URI)
+	target := "properties.virtualMachineProfile.storageProfile.osDisk.image.uri"
+	digest, ok := strings.CutPrefix(src.URI, "artifact:")
+	if !ok {
+		return errs.InvalidParameter(target,
+			"The image URI '%s' is not allowed: upload the image (POST /subscriptions/{id}/providers/vmssd.Storage/artifacts) and use the artifact:sha256:<digest> URI the upload returns.", src.URI)
+	}
+	if _, err := s.opts.Store.Get(ctx, model.ArtifactGrantKey(set.Sub, digest)); errors.Is(err, store.ErrNotFound) {
+		return errs.New(errs.NotFound, "ImageNotFound", "The custom image '%s' is not available in subscription '%s'.", src.URI, set.Sub).WithTarget(target)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // checkImage resolves the model's image now; scale-out and model changes
@@ -345,7 +355,7 @@ func (s *Server) checkImage(ctx context.Context, set *model.ScaleSet, caller *Ca
 	}
 	src := set.ImageSource()
 	if src.IsCustom() {
-		if err := uriAllowed(set, caller); err != nil {
+		if err := s.uriAllowed(ctx, set, caller); err != nil {
 			return err
 		}
 		_, err := s.opts.Artifacts.ResolveURI(ctx, src.URI)
@@ -453,7 +463,7 @@ type writeResult struct {
 // change makes it fail with store.ErrConflict.
 func (s *Server) tryWriteScaleSet(r *http.Request, rc *reqCtx, ref model.SetRef, body []byte, patch bool) (*writeResult, error) {
 	ctx := r.Context()
-	rg, _, err := s.loadRG(r, ref.Sub, ref.RG)
+	rg, rgRev, err := s.loadRG(r, ref.Sub, ref.RG)
 	if err != nil {
 		return nil, err
 	}
@@ -526,7 +536,7 @@ func (s *Server) tryWriteScaleSet(r *http.Request, rc *reqCtx, ref model.SetRef,
 			return nil, err
 		}
 	}
-	if err := uriAllowed(next, rc.caller); err != nil {
+	if err := s.uriAllowed(ctx, next, rc.caller); err != nil {
 		return nil, err
 	}
 	if modelChanged {
@@ -542,7 +552,9 @@ func (s *Server) tryWriteScaleSet(r *http.Request, rc *reqCtx, ref model.SetRef,
 
 	op, ops := state.NewOperation("vmss.put", ref.Sub, s.opts.Location, ref.String(), next.Generation, now)
 	key := model.ScaleSetKey(ref)
-	newRev, err := s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, append(ops, state.PutOp(key, next))...)
+	// The resource group must not start being deleted under us.
+	conds := []store.Cond{store.ModRevisionIs(key, rev), store.ModRevisionIs(model.ResourceGroupKey(ref.Sub, rg.Name), rgRev)}
+	newRev, err := s.opts.Store.Txn(ctx, conds, append(ops, state.PutOp(key, next))...)
 	if err != nil {
 		return nil, err
 	}

@@ -192,6 +192,21 @@ func (s *Store) Has(d Digest) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// Size returns the size of a stored artifact without reading it.
+func (s *Store) Size(d Digest) (int64, error) {
+	if err := d.Validate(); err != nil {
+		return 0, err
+	}
+	fi, err := os.Lstat(s.blobPath(d))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("%w: %s", ErrNotFound, d)
+		}
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
 // List returns the digests of every stored artifact, sorted.
 func (s *Store) List(ctx context.Context) ([]Digest, error) {
 	if err := ctx.Err(); err != nil {

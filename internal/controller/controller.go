@@ -16,11 +16,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/vmssd/vmssd/api/arm"
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/host"
@@ -129,6 +132,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := c.sweepOrphans(ctx); err != nil {
 		c.log.Error("orphan sweep failed", "err", err)
 	}
+	c.sweepOperations(ctx)
 	c.enqueueAll(ctx)
 
 	var wg sync.WaitGroup
@@ -148,6 +152,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			case <-t.C:
 				c.enqueueAll(ctx)
 				c.sweepResourceGroups(ctx)
+				c.sweepOperations(ctx)
 			}
 		}
 	})
@@ -220,6 +225,7 @@ func lastSlash(s string) int {
 func (c *Controller) enqueueAll(ctx context.Context) {
 	kvs, _, err := c.opts.Store.List(ctx, model.PrefixScaleSets)
 	if err != nil {
+		c.log.Error("list scale sets", "err", err)
 		return
 	}
 	for _, kv := range kvs {
@@ -265,7 +271,6 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if !ok {
 		return 0, nil
 	}
-	var actionErr error
 	for round := 0; round < 20; round++ {
 		set, _, err := state.Get[model.ScaleSet](ctx, c.opts.Store, model.ScaleSetKey(ref))
 		if errors.Is(err, store.ErrNotFound) {
@@ -290,7 +295,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		}
 		plan := reconcile.Compute(in)
 		if plan.Converged() {
-			return 0, c.settle(ctx, set, st, stRev, plan.Err, actionErr)
+			return 0, c.settle(ctx, set, st, stRev, plan.Err, nil)
 		}
 		c.log.Debug("plan", "set", key, "round", round, "plan", plan.Summary())
 		if plan.Finalize {
@@ -306,10 +311,13 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			continue // re-plan with the new records
 		}
 		if err := c.execute(ctx, set, insts, plan.Actions); err != nil {
-			actionErr = instanceError(err)
-		}
-		if plan.Err != nil && len(plan.Actions) == 0 {
-			return 0, c.settle(ctx, set, st, stRev, plan.Err, actionErr)
+			// Fail the operations this generation owes, then retry with
+			// backoff (the worker requeues on error) rather than spin.
+			actionErr := instanceError(err)
+			if serr := c.settle(ctx, set, st, stRev, plan.Err, actionErr); serr != nil {
+				return 0, serr
+			}
+			return 0, actionErr
 		}
 	}
 	return time.Second, nil
@@ -418,28 +426,40 @@ func (c *Controller) settle(ctx context.Context, set *model.ScaleSet, st *model.
 		ns.ProvisioningState = model.StateFailed
 		ns.Error, ns.ErrorGeneration = state.ErrorDetail(failure), set.Generation
 	}
-	if ns != *st {
+	if !reflect.DeepEqual(ns, *st) {
 		if _, err := c.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(model.ScaleSetStatusKey(ref), stRev)}, state.PutOp(model.ScaleSetStatusKey(ref), &ns)); err != nil {
 			return err
 		}
 	}
-	return state.CompletePending(ctx, c.opts.Store, ref.String(), ns.ObservedGeneration, ns.Error, ns.ErrorGeneration, c.opts.Now())
+	// Every operation up to the observed generation ends with the set's
+	// state: a scale set that cannot reach its model fails the requests
+	// that are waiting on it, as Azure does.
+	return state.CompletePending(ctx, c.opts.Store, ref.String(), ns.ObservedGeneration, ns.Error, c.opts.Now())
 }
 
 // finalize removes a deleted scale set's records once its instances are gone.
 func (c *Controller) finalize(ctx context.Context, set *model.ScaleSet) error {
 	ref := set.Ref()
-	if _, err := c.opts.Store.Txn(ctx, nil,
+	pending, err := state.Pending(ctx, c.opts.Store, ref.String())
+	if err != nil {
+		return err
+	}
+	// The records go and the operations complete in one transaction, so a
+	// crash cannot leave a deletion's operation InProgress.
+	conds := []store.Cond{}
+	ops := []store.Op{
 		store.Delete(model.ScaleSetKey(ref)),
 		store.Delete(model.ScaleSetStatusKey(ref)),
 		store.DeletePrefix(model.InstancePrefix(ref)),
-	); err != nil {
+	}
+	for _, p := range pending {
+		cs, os := p.Complete(arm.StatusSucceeded, nil, c.opts.Now())
+		conds, ops = append(conds, cs...), append(ops, os...)
+	}
+	if _, err := c.opts.Store.Txn(ctx, conds, ops...); err != nil {
 		return err
 	}
 	c.log.Info("scale set deleted", "set", ref.String())
-	if err := state.CompletePending(ctx, c.opts.Store, ref.String(), -1, nil, 0, c.opts.Now()); err != nil {
-		return err
-	}
 	c.sweepResourceGroups(ctx)
 	return nil
 }
@@ -484,7 +504,13 @@ func (c *Controller) instanceKey(inst *model.Instance) string {
 // updateInstance applies fn to the stored record (CAS with retry).
 func (c *Controller) updateInstance(ctx context.Context, inst *model.Instance, fn func(*model.Instance)) error {
 	_, err := state.Update(ctx, c.opts.Store, c.instanceKey(inst), func(r *model.Instance) error {
+		before := *r
 		fn(r)
+		if reflect.DeepEqual(before, *r) {
+			// An unchanged record is not rewritten: a rewrite would wake
+			// the watch and requeue the set past its backoff.
+			return state.ErrSkip
+		}
 		return nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -636,20 +662,28 @@ func (c *Controller) act(ctx context.Context, set *model.ScaleSet, inst *model.I
 			}
 		}
 		if err != nil {
-			_ = c.updateInstance(ctx, inst, failed(err))
+			// The request is consumed: a failed instance stays failed until
+			// the user asks again, as on Azure.
+			_ = c.updateInstance(ctx, inst, func(r *model.Instance) {
+				failed(err)(r)
+				if a.Kind == reconcile.ActUpgrade {
+					r.FailedModel = a.ModelVersion
+				} else {
+					r.AppliedReimage = inst.ReimageSeq
+				}
+			})
 			return err
 		}
 		return c.updateInstance(ctx, inst, func(r *model.Instance) {
-			r.Image, r.ModelVersion, r.Placed = img, mv, true
+			r.Image, r.ModelVersion, r.Placed, r.FailedModel = img, mv, true, 0
 			r.ProvisioningState, r.Error = model.StateSucceeded, nil
+			// A reimaged instance boots; the next round applies the desired
+			// power state again.
 			r.AppliedReimage = inst.ReimageSeq
-			if r.Power == model.PowerDeallocated || r.Power == model.PowerStopped {
-				// A reimaged instance boots; the next round applies the
-				// desired power state again.
-			}
 		})
 	case reconcile.ActRestart:
 		if err := h.Restart(ctx, inst.VMID); err != nil {
+			_ = c.updateInstance(ctx, inst, func(r *model.Instance) { r.AppliedRestart = inst.RestartSeq })
 			return err
 		}
 		return c.updateInstance(ctx, inst, func(r *model.Instance) { r.AppliedRestart = inst.RestartSeq; r.Power = model.PowerRunning })
@@ -698,10 +732,12 @@ func (c *Controller) sweepOrphans(ctx context.Context) error {
 }
 
 // sweepResourceGroups removes resource groups marked for deletion once
-// their scale sets are gone.
+// their scale sets are gone, completing their operations in the same
+// transaction.
 func (c *Controller) sweepResourceGroups(ctx context.Context) {
 	rgs, revs, err := state.List[model.ResourceGroup](ctx, c.opts.Store, model.PrefixResourceGroups)
 	if err != nil {
+		c.log.Error("list resource groups", "err", err)
 		return
 	}
 	for i, rg := range rgs {
@@ -713,10 +749,50 @@ func (c *Controller) sweepResourceGroups(ctx context.Context) {
 			continue
 		}
 		key := model.ResourceGroupKey(rg.Sub, rg.Name)
-		if _, err := c.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, revs[i])}, store.Delete(key)); err != nil {
+		pending, err := state.Pending(ctx, c.opts.Store, key)
+		if err != nil {
+			c.log.Error("resource group operations", "rg", key, "err", err)
 			continue
 		}
-		_ = state.CompletePending(ctx, c.opts.Store, key, -1, nil, 0, c.opts.Now())
+		conds := []store.Cond{store.ModRevisionIs(key, revs[i])}
+		ops := []store.Op{store.Delete(key)}
+		for _, p := range pending {
+			cs, os := p.Complete(arm.StatusSucceeded, nil, c.opts.Now())
+			conds, ops = append(conds, cs...), append(ops, os...)
+		}
+		if _, err := c.opts.Store.Txn(ctx, conds, ops...); err != nil && !errors.Is(err, store.ErrConflict) {
+			c.log.Error("delete resource group", "rg", key, "err", err)
+		}
+	}
+}
+
+// operationRetention is how long finished operations stay readable.
+const operationRetention = 24 * time.Hour
+
+// sweepOperations ends operations whose resource is gone (a crash between a
+// deletion and its bookkeeping) and forgets finished operations past their
+// retention.
+func (c *Controller) sweepOperations(ctx context.Context) {
+	exists := func(ctx context.Context, target string) (bool, error) {
+		key := target
+		if !strings.HasPrefix(target, model.PrefixResourceGroups) {
+			ref, ok := model.RefFromKey(target)
+			if !ok {
+				return false, nil
+			}
+			key = model.ScaleSetKey(ref)
+		}
+		_, err := c.opts.Store.Get(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	if err := state.SweepOrphans(ctx, c.opts.Store, exists, c.opts.Now()); err != nil {
+		c.log.Error("sweep operations", "err", err)
+	}
+	if err := state.GCOperations(ctx, c.opts.Store, c.opts.Now().Add(-operationRetention)); err != nil {
+		c.log.Error("forget old operations", "err", err)
 	}
 }
 

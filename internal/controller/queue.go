@@ -16,7 +16,7 @@ type queue struct {
 	active   map[string]bool
 	dirty    map[string]bool // re-added while active
 	failures map[string]int
-	timers   map[string]*time.Timer
+	timers   map[string]delayed
 	closed   bool
 	base     time.Duration
 	max      time.Duration
@@ -25,7 +25,7 @@ type queue struct {
 func newQueue(base, max time.Duration) *queue {
 	q := &queue{
 		queued: map[string]bool{}, active: map[string]bool{}, dirty: map[string]bool{},
-		failures: map[string]int{}, timers: map[string]*time.Timer{}, base: base, max: max,
+		failures: map[string]int{}, timers: map[string]delayed{}, base: base, max: max,
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -65,15 +65,25 @@ func (q *queue) AddAfter(key string, d time.Duration) {
 	if q.closed {
 		return
 	}
+	at := time.Now().Add(d)
 	if t, ok := q.timers[key]; ok {
-		t.Stop()
+		if !at.Before(t.at) {
+			return // an earlier wake-up is already scheduled
+		}
+		t.timer.Stop()
 	}
-	q.timers[key] = time.AfterFunc(d, func() {
+	q.timers[key] = delayed{at: at, timer: time.AfterFunc(d, func() {
 		q.mu.Lock()
 		delete(q.timers, key)
 		q.addLocked(key)
 		q.mu.Unlock()
-	})
+	})}
+}
+
+// delayed is a scheduled wake-up of a key.
+type delayed struct {
+	at    time.Time
+	timer *time.Timer
 }
 
 // Retry queues key after a backoff that doubles with each consecutive
@@ -132,7 +142,7 @@ func (q *queue) Close() {
 	defer q.mu.Unlock()
 	q.closed = true
 	for _, t := range q.timers {
-		t.Stop()
+		t.timer.Stop()
 	}
 	q.cond.Broadcast()
 }

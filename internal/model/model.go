@@ -32,6 +32,12 @@ const (
 	PrefixSizes          = "/sizes/"
 )
 
+// ArtifactGrantKey records that an artifact was uploaded into a
+// subscription, which may then name it as a custom image.
+func ArtifactGrantKey(sub, digest string) string {
+	return "/artifact-grants/" + lower(sub) + "/" + lower(digest)
+}
+
 // SizeKey is the key of a VM size.
 func SizeKey(name string) string { return PrefixSizes + lower(name) }
 
@@ -228,6 +234,9 @@ type Instance struct {
 	AppliedRestart    int64            `json:"appliedRestart,omitempty"`
 	// Placed is true once the host has been asked to create the instance.
 	Placed bool `json:"placed,omitempty"`
+	// FailedModel is the model version an upgrade to failed; it is not
+	// retried until the user asks again (manualupgrade) or the model changes.
+	FailedModel int64 `json:"failedModel,omitempty"`
 
 	// Desired state (API).
 	Power          string `json:"power"`

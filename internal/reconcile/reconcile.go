@@ -211,7 +211,7 @@ func Compute(in Input) *Plan {
 	var upgradeErr *errs.Error
 	for _, inst := range active {
 		obs, onHost := in.Observed[inst.VMID]
-		needsUpgrade := inst.ModelVersion < set.ModelVersion &&
+		needsUpgrade := inst.ModelVersion < set.ModelVersion && inst.FailedModel != set.ModelVersion &&
 			(inst.TargetModel >= set.ModelVersion || strings.EqualFold(set.UpgradeMode(), "Automatic") && !inst.ProtectActions)
 		if needsUpgrade {
 			if upgradeImg == nil && upgradeErr == nil {

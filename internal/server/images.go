@@ -67,10 +67,9 @@ func (im *images) digestOf(ctx context.Context, uri string) (artifact.Digest, in
 		if err != nil || !im.store.Has(d) {
 			return "", 0, errs.New(errs.NotFound, "ImageNotFound", "The image artifact '%s' is not available.", uri).WithTarget("uri")
 		}
-		var size int64
-		if f, err := im.store.Open(d); err == nil {
-			size, _ = io.Copy(io.Discard, f)
-			_ = f.Close()
+		size, err := im.store.Size(d)
+		if err != nil {
+			return "", 0, err
 		}
 		return d, size, nil
 	}

@@ -114,37 +114,114 @@ func NewOperation(kind, sub, location, target string, generation int64, now time
 	return op, []store.Op{PutOp(model.OperationKey(op.ID), op), store.Put(pendingKey(target, op.ID), []byte(op.ID))}
 }
 
-// CompletePending finishes the InProgress operations of target whose
-// generation is at most observed (all of them when observed < 0). failErr,
-// when set, fails those at or after failGen.
-func CompletePending(ctx context.Context, s store.Store, target string, observed int64, failErr *arm.ErrorDetail, failGen int64, now time.Time) error {
+// PendingOp is an InProgress operation with what is needed to complete it
+// in a transaction.
+type PendingOp struct {
+	Op       *model.Operation
+	Rev      int64
+	IndexKey string
+}
+
+// Pending lists the InProgress operations of target.
+func Pending(ctx context.Context, s store.Store, target string) ([]PendingOp, error) {
 	kvs, _, err := s.List(ctx, "/ops-pending/"+target+"/")
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return pendingFrom(ctx, s, kvs)
+}
+
+func pendingFrom(ctx context.Context, s store.Store, kvs []store.KV) ([]PendingOp, error) {
+	var out []PendingOp
 	for _, kv := range kvs {
-		id := string(kv.Value)
-		key := model.OperationKey(id)
-		op, rev, err := Get[model.Operation](ctx, s, key)
+		op, rev, err := Get[model.Operation](ctx, s, model.OperationKey(string(kv.Value)))
 		if errors.Is(err, store.ErrNotFound) {
 			_, _ = s.Txn(ctx, nil, store.Delete(string(kv.Key)))
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if observed >= 0 && op.Generation > observed {
+		out = append(out, PendingOp{Op: op, Rev: rev, IndexKey: string(kv.Key)})
+	}
+	return out, nil
+}
+
+// Complete returns the conditions and writes that end p with status.
+func (p PendingOp) Complete(status string, e *arm.ErrorDetail, now time.Time) ([]store.Cond, []store.Op) {
+	op := *p.Op
+	op.Status, op.Error = status, e
+	t := now
+	op.End = &t
+	key := model.OperationKey(op.ID)
+	return []store.Cond{store.ModRevisionIs(key, p.Rev)}, []store.Op{PutOp(key, &op), store.Delete(p.IndexKey)}
+}
+
+// CompletePending finishes the InProgress operations of target whose
+// generation is at most observed (all of them when observed < 0): Failed
+// with failErr when it is set, Succeeded otherwise.
+func CompletePending(ctx context.Context, s store.Store, target string, observed int64, failErr *arm.ErrorDetail, now time.Time) error {
+	ps, err := Pending(ctx, s, target)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if observed >= 0 && p.Op.Generation > observed {
 			continue
 		}
-		if failErr != nil && op.Generation >= failGen {
-			op.Status, op.Error = arm.StatusFailed, failErr
-		} else {
-			op.Status = arm.StatusSucceeded
+		status := arm.StatusSucceeded
+		if failErr != nil {
+			status = arm.StatusFailed
 		}
-		t := now
-		op.End = &t
-		_, err = s.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, PutOp(key, op), store.Delete(string(kv.Key)))
-		if err != nil && !errors.Is(err, store.ErrConflict) {
+		conds, ops := p.Complete(status, failErr, now)
+		if _, err := s.Txn(ctx, conds, ops...); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return nil
+}
+
+// SweepOrphans ends the InProgress operations whose target no longer exists
+// (a crash between a deletion and its operation's completion): deletions
+// succeeded, anything else was canceled by the deletion.
+func SweepOrphans(ctx context.Context, s store.Store, exists func(ctx context.Context, target string) (bool, error), now time.Time) error {
+	kvs, _, err := s.List(ctx, "/ops-pending/")
+	if err != nil {
+		return err
+	}
+	ps, err := pendingFrom(ctx, s, kvs)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		ok, err := exists(ctx, p.Op.Target)
+		if err != nil || ok {
+			continue
+		}
+		status, e := arm.StatusSucceeded, (*arm.ErrorDetail)(nil)
+		if !strings.Contains(strings.ToLower(p.Op.Kind), "delete") {
+			status, e = arm.StatusCanceled, &arm.ErrorDetail{Code: "OperationCanceled", Message: "The operation was canceled: its resource was deleted."}
+		}
+		conds, ops := p.Complete(status, e, now)
+		if _, err := s.Txn(ctx, conds, ops...); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return nil
+}
+
+// GCOperations deletes finished operations that ended before cutoff.
+func GCOperations(ctx context.Context, s store.Store, cutoff time.Time) error {
+	ops, revs, err := List[model.Operation](ctx, s, model.PrefixOperations)
+	if err != nil {
+		return err
+	}
+	for i, op := range ops {
+		if op.Status == arm.StatusInProgress || op.End == nil || !op.End.Before(cutoff) {
+			continue
+		}
+		key := model.OperationKey(op.ID)
+		if _, err := s.Txn(ctx, []store.Cond{store.ModRevisionIs(key, revs[i])}, store.Delete(key)); err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
 		}
 	}
