@@ -17,11 +17,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
 // Defaults for Options.
@@ -392,60 +393,13 @@ func parseKey(data []byte) (*ecdsa.PrivateKey, error) {
 	return ec, nil
 }
 
-// createFileAtomic creates path with data and mode perm unless it exists:
-// the content is written and synced to a temporary file in the same
-// directory first, then linked into place, so path never holds partial
-// content and an existing file is never replaced. It reports whether it
-// created the file.
+// createFileAtomic creates path, and its directory, with data and mode perm
+// unless it exists (fsutil.CreateFile): path never holds partial content
+// and an existing file is never replaced. It reports whether it created the
+// file.
 func createFileAtomic(path string, data []byte, perm fs.FileMode) (created bool, err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return false, err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return false, err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		_ = f.Close()
-		return false, err
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return false, err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return false, err
-	}
-	if err := f.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
-		// No hard links on this file system: fall back to a rename, which
-		// is atomic but may replace a file created concurrently.
-		if err := os.Rename(tmp, path); err != nil {
-			return false, err
-		}
-	}
-	return true, syncDir(dir)
-}
-
-// syncDir makes a new directory entry durable. Windows cannot sync a
-// directory; the error is ignored there.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
-		return err
-	}
-	return nil
+	return fsutil.CreateFile(path, data, perm)
 }

@@ -37,10 +37,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
 // File names inside the directory given to Ensure.
@@ -410,49 +411,9 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 // writeFileAtomic replaces path with data: it writes a temporary file in the
 // same directory with mode perm, syncs it, renames it over path and syncs
 // the directory.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	if err := fsutil.WriteFile(path, data, perm); err != nil {
 		return err
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable. Platforms that cannot sync a
-// directory (Windows) report an error that is ignored.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && runtime.GOOS != "windows" {
-		return err
-	}
-	return nil
+	return fsutil.SyncDir(filepath.Dir(path))
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver/process"
 	"github.com/vmssd/vmssd/internal/driver/qemu"
 	"github.com/vmssd/vmssd/internal/driver/router"
+	"github.com/vmssd/vmssd/internal/fsutil"
 	"github.com/vmssd/vmssd/internal/host"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/pki"
@@ -382,27 +383,7 @@ func (s *Server) writeClientConfig() error {
 }
 
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteFile(path, data, perm)
 }
 
 // authenticator verifies tokens and re-reads the principal so that a

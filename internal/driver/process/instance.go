@@ -9,25 +9,24 @@ import (
 	"time"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/instdir"
 )
 
-// Files of an instance directory <Root>/<ID>/.
+// Files of an instance directory <Root>/<ID>/ (see package instdir).
 const (
-	specFile     = "spec.json"     // the driver.Spec
-	stateFile    = "state.json"    // the persisted state
-	metadataFile = "metadata.json" // Spec.Metadata, read by the guest
-	consoleFile  = "console.log"   // the guest's stdout and stderr
-	diskDir      = "disk"          // the OS disk: a copy of the image's rootfs
+	specFile     = instdir.SpecFile     // the driver.Spec
+	stateFile    = "state.json"         // the persisted state
+	metadataFile = instdir.MetadataFile // Spec.Metadata, read by the guest
+	consoleFile  = "console.log"        // the guest's stdout and stderr
+	diskDir      = instdir.DiskDir      // the OS disk: a copy of the image's rootfs
 	// manifestFile (manifest.json) is a copy of the image's manifest.
 
 	// reimageDir is where Reimage prepares the next disk, spec, manifest and
 	// metadata; it is renamed to reimageReady once complete, which commits
 	// the reimage: Recover finishes a committed reimage and discards an
 	// uncommitted one.
-	reimageDir   = ".reimage"
-	reimageReady = ".reimage.ready"
-	// oldDiskDir holds the replaced disk while a reimage is applied.
-	oldDiskDir = "disk.old"
+	reimageDir   = instdir.ReimageDir
+	reimageReady = instdir.ReimageReady
 )
 
 // state is what state.json holds.

@@ -44,6 +44,9 @@ import (
 	"time"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/instdir"
+	"github.com/vmssd/vmssd/internal/driver/portpool"
+	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
 // Name is the driver's name.
@@ -108,8 +111,8 @@ func (o *Options) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := o.Ports.valid(); err != nil {
-		return err
+	if err := o.Ports.Validate(); err != nil {
+		return fmt.Errorf("process: %w", err)
 	}
 	def := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
@@ -145,7 +148,7 @@ type Driver struct {
 	mu        sync.Mutex
 	closed    bool
 	instances map[string]*instance
-	ports     *portPool
+	ports     *portpool.Pool
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -166,7 +169,7 @@ func New(opts Options) (*Driver, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		instances: make(map[string]*instance),
-		ports:     newPortPool(opts.Ports),
+		ports:     portpool.New(opts.Ports),
 	}
 	d.wg.Add(1)
 	go d.housekeep()
@@ -224,7 +227,7 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (driver.Status, e
 	defer cancel()
 	now := time.Now().UTC()
 	st := state{Desired: driver.PowerRunning, Power: driver.PowerStarting, Since: now, Message: "creating"}
-	if err := d.buildInstanceDir(ctx, in.dir, spec, raw, st); err != nil {
+	if err := d.buildInstanceDir(ctx, spec, raw, st); err != nil {
 		d.drop(in)
 		return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
 	}
@@ -251,36 +254,31 @@ func (d *Driver) prepareSpec(spec driver.Spec) (driver.Spec, manifest, []byte, e
 // buildInstanceDir builds the instance directory under a temporary name in
 // Root and renames it into place: a crash leaves either nothing or a
 // complete directory.
-func (d *Driver) buildInstanceDir(ctx context.Context, dir string, spec driver.Spec, rawManifest []byte, st state) (err error) {
-	tmp, err := os.MkdirTemp(d.opts.Root, ".create-"+spec.ID+"-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
+func (d *Driver) buildInstanceDir(ctx context.Context, spec driver.Spec, rawManifest []byte, st state) error {
+	return instdir.Create(d.opts.Root, spec.ID, func(tmp string) error {
+		if err := copyDisk(ctx, spec, tmp); err != nil {
+			return err
 		}
-	}()
-	if err := copyTree(ctx, filepath.Join(spec.ImageDir, rootfsDir), filepath.Join(tmp, diskDir)); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(tmp, manifestFile), rawManifest, 0o644); err != nil {
-		return err
-	}
-	if err := writeJSONAtomic(filepath.Join(tmp, metadataFile), spec.Metadata); err != nil {
-		return err
-	}
-	if err := writeJSONAtomic(filepath.Join(tmp, stateFile), st); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(tmp, consoleFile), nil, 0o640); err != nil {
-		return err
-	}
-	if err := writeJSONAtomic(filepath.Join(tmp, specFile), spec); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("instance directory exists but is unknown (was Recover called?): %w", err)
+		if err := writeFileAtomic(filepath.Join(tmp, manifestFile), rawManifest, 0o644); err != nil {
+			return err
+		}
+		if err := writeJSONAtomic(filepath.Join(tmp, metadataFile), spec.Metadata); err != nil {
+			return err
+		}
+		if err := writeJSONAtomic(filepath.Join(tmp, stateFile), st); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(tmp, consoleFile), nil, 0o640); err != nil {
+			return err
+		}
+		return writeJSONAtomic(filepath.Join(tmp, specFile), spec)
+	})
+}
+
+// copyDisk copies the rootfs of spec's image to dir/disk.
+func copyDisk(ctx context.Context, spec driver.Spec, dir string) error {
+	if err := fsutil.CopyTree(ctx, filepath.Join(spec.ImageDir, rootfsDir), filepath.Join(dir, diskDir)); err != nil {
+		return fmt.Errorf("process: %w", err)
 	}
 	return nil
 }
@@ -448,8 +446,7 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 	defer cancel()
 
 	staging := in.path(reimageDir)
-	if err := d.stageReimage(ctx, staging, spec, raw); err != nil {
-		os.RemoveAll(staging)
+	if err := d.stageReimage(ctx, in.dir, spec, raw); err != nil {
 		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
 	}
 	in.cancelRestart()
@@ -470,7 +467,7 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 		os.RemoveAll(staging)
 		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
 	}
-	if err := applyReimage(in.dir); err != nil {
+	if err := instdir.ApplyReimage(in.dir); err != nil {
 		in.update(func(st *state) { st.setPower(driver.PowerUnknown, "reimage failed: "+err.Error()) })
 		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
 	}
@@ -481,24 +478,21 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 	return d.startLocked(in)
 }
 
-// stageReimage prepares, in staging, what applyReimage installs.
-func (d *Driver) stageReimage(ctx context.Context, staging string, spec driver.Spec, rawManifest []byte) error {
-	if err := os.RemoveAll(staging); err != nil {
-		return err
-	}
-	if err := os.Mkdir(staging, 0o700); err != nil {
-		return err
-	}
-	if err := copyTree(ctx, filepath.Join(spec.ImageDir, rootfsDir), filepath.Join(staging, diskDir)); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(staging, manifestFile), rawManifest, 0o644); err != nil {
-		return err
-	}
-	if err := writeJSONAtomic(filepath.Join(staging, metadataFile), spec.Metadata); err != nil {
-		return err
-	}
-	return writeJSONAtomic(filepath.Join(staging, specFile), spec)
+// stageReimage prepares, in the instance directory dir, what
+// instdir.ApplyReimage installs.
+func (d *Driver) stageReimage(ctx context.Context, dir string, spec driver.Spec, rawManifest []byte) error {
+	return instdir.StageReimage(dir, func(staging string) error {
+		if err := copyDisk(ctx, spec, staging); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(staging, manifestFile), rawManifest, 0o644); err != nil {
+			return err
+		}
+		if err := writeJSONAtomic(filepath.Join(staging, metadataFile), spec.Metadata); err != nil {
+			return err
+		}
+		return writeJSONAtomic(filepath.Join(staging, specFile), spec)
+	})
 }
 
 // Delete kills the guest (SIGKILL) and removes the instance directory. The
@@ -705,19 +699,10 @@ func (d *Driver) housekeep() {
 	}
 }
 
-// validID checks that id can name a directory: 1 to 128 letters, digits,
-// '.', '_' and '-', starting with a letter or digit.
+// validID checks that id can name a directory (instdir.ValidID).
 func validID(id string) error {
-	if id == "" || len(id) > 128 {
-		return fmt.Errorf("process: invalid instance id %q: want 1 to 128 characters", id)
-	}
-	for i, c := range id {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case i > 0 && (c == '.' || c == '_' || c == '-'):
-		default:
-			return fmt.Errorf("process: invalid instance id %q: character %q not allowed", id, c)
-		}
+	if err := instdir.ValidID(id); err != nil {
+		return fmt.Errorf("process: %w", err)
 	}
 	return nil
 }
@@ -740,16 +725,9 @@ func (d *Driver) Console(ctx context.Context, id string) ([]byte, error) {
 	if gone {
 		return nil, notFound(id)
 	}
-	var out []byte
-	for _, name := range []string{consoleFile + ".1", consoleFile} {
-		b, err := os.ReadFile(in.path(name))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("process: console of %s: %w", id, err)
-		}
-		out = append(out, b...)
+	b, err := fsutil.TailLog(in.path(consoleFile), d.opts.ConsoleMaxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("process: console of %s: %w", id, err)
 	}
-	if max := int(d.opts.ConsoleMaxBytes); len(out) > max {
-		out = out[len(out)-max:]
-	}
-	return out, nil
+	return b, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +20,9 @@ import (
 
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/drivertest"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
+	"github.com/vmssd/vmssd/internal/driver/instdir"
+	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
 func TestMain(m *testing.M) {
@@ -209,7 +213,7 @@ func TestCreateLayout(t *testing.T) {
 		t.Errorf("metadata.json = %+v (%v), want %+v", md, err, spec.Metadata)
 	}
 	ps := readState(t, dir)
-	pst, err := readProcStat(st.PID)
+	pst, err := hostproc.ReadStat(st.PID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,17 +342,19 @@ func TestStopTimeoutKills(t *testing.T) {
 	if el := time.Since(start); el < 500*time.Millisecond {
 		t.Errorf("Stop took %s, want at least the stop timeout", el)
 	}
-	if got.Power != driver.PowerStopped || alive(st.PID, 0) {
-		t.Errorf("after Stop: power %q, guest alive %v", got.Power, alive(st.PID, 0))
+	if got.Power != driver.PowerStopped || hostproc.Alive(st.PID, 0) {
+		t.Errorf("after Stop: power %q, guest alive %v", got.Power, hostproc.Alive(st.PID, 0))
 	}
 }
 
 func TestPorts(t *testing.T) {
 	root := t.TempDir()
-	first, err := kernelPort()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	first := l.Addr().(*net.TCPAddr).Port
+	l.Close()
 	r := PortRange{First: first, Last: first + 20}
 	d := newTestDriver(t, root, func(o *Options) { o.Ports = r })
 	img := drivertest.ProcessImage(t, "1")
@@ -390,9 +396,9 @@ func TestPorts(t *testing.T) {
 		t.Errorf("deallocated instance keeps port %d", p)
 	}
 	d.mu.Lock()
-	_, held := d.ports.used[ports[0]]
+	owner := d.ports.Owner(ports[0])
 	d.mu.Unlock()
-	if held {
+	if owner != "" {
 		t.Errorf("port %d still reserved after deallocation", ports[0])
 	}
 	if _, err := d.Start(t.Context(), "p1"); err != nil {
@@ -513,7 +519,7 @@ func TestRecoverCompletesCommittedReimage(t *testing.T) {
 	// Reimage had stopped the guest, committed and started applying when
 	// vmssd died: the old disk is already aside.
 	syscall.Kill(st.PID, syscall.SIGKILL)
-	eventually(t, "guest exit", func() bool { return !alive(st.PID, 0) })
+	eventually(t, "guest exit", func() bool { return !hostproc.Alive(st.PID, 0) })
 	img2 := drivertest.ProcessImage(t, "v2")
 	spec2 := testSpec("reimg", img2)
 	spec2.ImageDigest = "sha256:v2"
@@ -521,14 +527,14 @@ func TestRecoverCompletesCommittedReimage(t *testing.T) {
 	if err := os.Mkdir(ready, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := copyTree(t.Context(), filepath.Join(img2, rootfsDir), filepath.Join(ready, diskDir)); err != nil {
+	if err := fsutil.CopyTree(t.Context(), filepath.Join(img2, rootfsDir), filepath.Join(ready, diskDir)); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(filepath.Join(img2, manifestFile))
 	writeFileAtomic(filepath.Join(ready, manifestFile), raw, 0o644)
 	writeJSONAtomic(filepath.Join(ready, specFile), spec2)
 	writeJSONAtomic(filepath.Join(ready, metadataFile), spec2.Metadata)
-	if err := os.Rename(filepath.Join(dir, diskDir), filepath.Join(dir, oldDiskDir)); err != nil {
+	if err := os.Rename(filepath.Join(dir, diskDir), filepath.Join(dir, instdir.OldDiskDir)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -541,7 +547,7 @@ func TestRecoverCompletesCommittedReimage(t *testing.T) {
 	if st2.ImageDigest != "sha256:v2" {
 		t.Errorf("image %q, want sha256:v2", st2.ImageDigest)
 	}
-	for _, p := range []string{reimageReady, oldDiskDir} {
+	for _, p := range []string{reimageReady, instdir.OldDiskDir} {
 		if exists(filepath.Join(dir, p)) {
 			t.Errorf("Recover left %s", p)
 		}
@@ -587,7 +593,7 @@ func TestRecoverStopsUnwantedGuest(t *testing.T) {
 	if err != nil || got.Power != driver.PowerStopped || got.PID != 0 {
 		t.Errorf("after Recover: %+v (%v), want stopped", got, err)
 	}
-	if alive(st.PID, 0) {
+	if hostproc.Alive(st.PID, 0) {
 		t.Error("the guest still runs")
 	}
 }
@@ -596,7 +602,7 @@ func TestRecoverRestartsDeadGuest(t *testing.T) {
 	root := t.TempDir()
 	_, st := crashedDriver(t, root, "dead", "1")
 	syscall.Kill(st.PID, syscall.SIGKILL)
-	eventually(t, "guest exit", func() bool { return !alive(st.PID, 0) })
+	eventually(t, "guest exit", func() bool { return !hostproc.Alive(st.PID, 0) })
 	d := recovered(t, root)
 	cleanupDelete(t, d, "dead")
 	got := waitHealthy(t, d, "dead", nil)

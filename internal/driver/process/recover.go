@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
+	"github.com/vmssd/vmssd/internal/driver/instdir"
+	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
 // Recover rebuilds the driver's state from Root after a restart of vmssd:
@@ -98,7 +101,7 @@ func (d *Driver) recoverInstance(ctx context.Context, id string, scan *guestScan
 		d.log.Info("recover: removing half-created instance", "id", id)
 		return os.RemoveAll(dir)
 	}
-	if err := cleanInstanceDir(dir); err != nil {
+	if err := instdir.Clean(dir); err != nil {
 		return err
 	}
 	var spec driver.Spec
@@ -126,7 +129,7 @@ func (d *Driver) recoverInstance(ctx context.Context, id string, scan *guestScan
 		}
 	}
 	d.mu.Lock()
-	if in.st.Port != 0 && !d.ports.reserve(in.st.Port, id) {
+	if in.st.Port != 0 && !d.ports.Reserve(in.st.Port, id) {
 		d.log.Warn("recover: port held by another instance, dropping it", "id", id, "port", in.st.Port)
 		in.st.Port = 0
 	}
@@ -150,7 +153,7 @@ func (d *Driver) recoverInstance(ctx context.Context, id string, scan *guestScan
 func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan) error {
 	st := in.st
 	var p *proc
-	if st.PID != 0 && alive(st.PID, st.StartTime) {
+	if st.PID != 0 && hostproc.Alive(st.PID, st.StartTime) {
 		p = newProc(st.PID, st.StartTime)
 	} else if st.Desired == driver.PowerRunning {
 		// vmssd may have died between spawning the guest and recording it.
@@ -164,7 +167,7 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan
 			// The spawn was not recorded: take the port from the guest's
 			// environment so that its health endpoint is known.
 			d.mu.Lock()
-			if d.ports.reserve(port, in.id) {
+			if d.ports.Reserve(port, in.id) {
 				in.update(func(st *state) { st.Port = port })
 			}
 			d.mu.Unlock()
@@ -266,63 +269,6 @@ func (d *Driver) adoptOrphan(in *instance, guests []guestProc) (*proc, int) {
 	return newProc(best.PID, best.Start), best.Port
 }
 
-// cleanInstanceDir removes temporary files and an uncommitted reimage, and
-// completes a committed one.
-func cleanInstanceDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	if err := os.RemoveAll(filepath.Join(dir, reimageDir)); err != nil {
-		return err
-	}
-	if exists(filepath.Join(dir, reimageReady)) {
-		if err := applyReimage(dir); err != nil {
-			return err
-		}
-	}
-	return os.RemoveAll(filepath.Join(dir, oldDiskDir))
-}
-
-// applyReimage installs a committed reimage (dir/.reimage.ready): the new
-// disk replaces disk/, then the new manifest, metadata and spec replace the
-// old ones. Every step is idempotent, so a crash at any point is completed
-// by running it again.
-func applyReimage(dir string) error {
-	ready := filepath.Join(dir, reimageReady)
-	disk, old := filepath.Join(dir, diskDir), filepath.Join(dir, oldDiskDir)
-	if exists(filepath.Join(ready, diskDir)) {
-		if exists(disk) {
-			if err := os.RemoveAll(old); err != nil {
-				return err
-			}
-			if err := os.Rename(disk, old); err != nil {
-				return err
-			}
-		}
-		if err := os.Rename(filepath.Join(ready, diskDir), disk); err != nil {
-			return err
-		}
-	}
-	for _, name := range []string{manifestFile, metadataFile, specFile} {
-		err := os.Rename(filepath.Join(ready, name), filepath.Join(dir, name))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	if err := os.RemoveAll(old); err != nil {
-		return err
-	}
-	return os.RemoveAll(ready)
-}
-
 // loadInstanceManifest reads the instance's copy of its image manifest,
 // restoring it from the image directory if it is missing.
 func loadInstanceManifest(in *instance) (manifest, error) {
@@ -346,12 +292,12 @@ func loadInstanceManifest(in *instance) (manifest, error) {
 
 // recreateDisk copies a fresh disk from the instance's image.
 func recreateDisk(ctx context.Context, in *instance) error {
-	tmp, err := os.MkdirTemp(in.dir, tmpPrefix+"disk-")
+	tmp, err := os.MkdirTemp(in.dir, fsutil.TempPrefix+"disk-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := copyTree(ctx, filepath.Join(in.spec.ImageDir, rootfsDir), filepath.Join(tmp, diskDir)); err != nil {
+	if err := copyDisk(ctx, in.spec, tmp); err != nil {
 		return err
 	}
 	return os.Rename(filepath.Join(tmp, diskDir), in.path(diskDir))

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
+	"github.com/vmssd/vmssd/internal/driver/portpool"
 )
 
 // killTimeout bounds the wait for a guest to exit after SIGKILL.
@@ -64,7 +66,7 @@ func (p *proc) signal(sig syscall.Signal) error {
 	if errors.Is(err, unix.ESRCH) {
 		// The leader moved to another group: signal it alone.
 		err = nil
-		if alive(p.pid, p.start) {
+		if hostproc.Alive(p.pid, p.start) {
 			err = unix.Kill(p.pid, sig)
 		}
 	}
@@ -81,38 +83,11 @@ func (p *proc) signal(sig syscall.Signal) error {
 func (p *proc) reap() {
 	// Skip the group kill if the pid was recycled by a new group leader
 	// (possible only for a non-child reaped by init in the meantime).
-	if st, err := readProcStat(p.pid); err != nil || st.Start == p.start {
+	if st, err := hostproc.ReadStat(p.pid); err != nil || st.Start == p.start {
 		_ = unix.Kill(-p.pid, unix.SIGKILL)
 	}
-	p.exit = "exited"
-	for range 100 {
-		var ws unix.WaitStatus
-		wpid, err := unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil { // ECHILD: adopted from a previous vmssd, status unknown
-			break
-		}
-		if wpid == p.pid {
-			p.exit = describeWait(ws)
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // exited, not yet waitable
-	}
+	p.exit = hostproc.Reap(p.pid)
 	close(p.done)
-}
-
-// describeWait says how a process ended.
-func describeWait(ws unix.WaitStatus) string {
-	switch {
-	case ws.Exited():
-		return "exited with status " + strconv.Itoa(ws.ExitStatus())
-	case ws.Signaled():
-		return "was killed by " + unix.SignalName(ws.Signal())
-	default:
-		return "exited"
-	}
 }
 
 // goWatch starts supervising p. It returns false (and does not) once the
@@ -156,7 +131,7 @@ func (d *Driver) armRestart(in *instance) context.Context {
 // exit and, if the instance should still be running, restarts it.
 func (d *Driver) watch(in *instance, p *proc) {
 	defer d.wg.Done()
-	if !waitExit(d.ctx, p.pid, p.start, d.opts.PollInterval) {
+	if !hostproc.WaitExit(d.ctx, p.pid, p.start, d.opts.PollInterval) {
 		return // driver closed
 	}
 	p.reap()
@@ -205,15 +180,8 @@ func (d *Driver) watch(in *instance, p *proc) {
 // failure. A guest that ran for stableAfter resets the backoff. Called with
 // op held.
 func (in *instance) nextBackoff(o Options, uptime time.Duration) time.Duration {
-	if uptime >= stableAfter {
-		in.failures = 0
-	}
-	delay := o.RestartBackoff
-	for i := 0; i < in.failures && delay < o.MaxRestartBackoff; i++ {
-		delay *= 2
-	}
-	in.failures++
-	return min(delay, o.MaxRestartBackoff)
+	b := hostproc.Backoff{Initial: o.RestartBackoff, Max: o.MaxRestartBackoff, StableAfter: stableAfter}
+	return b.Next(&in.failures, uptime)
 }
 
 // restartLoop waits delay, then starts the guest again, retrying with
@@ -291,31 +259,12 @@ func (d *Driver) spawnLocked(in *instance, restart bool) error {
 		return fmt.Errorf("process: open console: %w", err)
 	}
 	defer console.Close()
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		return fmt.Errorf("process: %w", err)
-	}
-	defer null.Close()
-
-	osp, err := os.StartProcess(name, argv, &os.ProcAttr{
-		Dir:   disk,
-		Env:   env,
-		Files: []*os.File{null, console, console},
-		// Own session and process group: the guest outlives vmssd, and
-		// signals reach everything it starts.
-		Sys: &syscall.SysProcAttr{Setsid: true},
-	})
+	// Own session and process group: the guest outlives vmssd, and signals
+	// reach everything it starts.
+	pid, start, err := hostproc.Spawn(name, argv, disk, env, console)
 	if err != nil {
 		return fmt.Errorf("process: start guest: %w", err)
 	}
-	pid := osp.Pid
-	// The child is not reaped before we wait for it, so its stat is
-	// readable even if it already exited.
-	var start uint64
-	if st, err := readProcStat(pid); err == nil {
-		start = st.Start
-	}
-	osp.Release()
 	p := newProc(pid, start)
 
 	msg := ""
@@ -349,15 +298,15 @@ func (d *Driver) ensurePortLocked(in *instance) (int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if port != 0 {
-		if d.ports.owner(port) == in.id && portFree(port) {
+		if d.ports.Owner(port) == in.id && portpool.Free(port) {
 			return port, nil
 		}
 		d.log.Warn("reserved port is not free, moving the instance", "id", in.id, "port", port)
-		d.ports.release(port, in.id)
+		d.ports.Release(port, in.id)
 	}
-	port, err := d.ports.allocate(in.id)
+	port, err := d.ports.Allocate(in.id)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("process: %w", err)
 	}
 	in.mu.Lock()
 	in.st.Port = port
@@ -373,7 +322,7 @@ func (d *Driver) releasePortLocked(in *instance) {
 	in.mu.Unlock()
 	if port != 0 {
 		d.mu.Lock()
-		d.ports.release(port, in.id)
+		d.ports.Release(port, in.id)
 		d.mu.Unlock()
 	}
 }

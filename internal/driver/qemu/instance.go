@@ -9,24 +9,26 @@ import (
 	"time"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/instdir"
 )
 
 // Files of an instance directory <Root>/<ID>/. QEMU runs with the instance
 // directory as its working directory and is given relative paths, so that
 // its unix socket path stays short and no path needs QEMU option escaping.
+// See package instdir for what both drivers share.
 const (
-	specFile     = "spec.json"     // the driver.Spec
-	stateFile    = "state.json"    // the persisted state
-	metadataFile = "metadata.json" // Spec.Metadata, handed to the guest over fw_cfg
-	manifestFile = "manifest.json" // a copy of the image's manifest
-	consoleFile  = "console.log"   // the serial console, bounded
-	qemuLogFile  = "qemu.log"      // QEMU's own stdout and stderr, bounded
-	pidFile      = "qemu.pid"      // written (and locked) by QEMU
-	qmpSocket    = "qmp.sock"      // QMP, served by QEMU
+	specFile     = instdir.SpecFile     // the driver.Spec
+	stateFile    = "state.json"         // the persisted state
+	metadataFile = instdir.MetadataFile // Spec.Metadata, handed to the guest over fw_cfg
+	manifestFile = instdir.ManifestFile // a copy of the image's manifest
+	consoleFile  = "console.log"        // the serial console, bounded
+	qemuLogFile  = "qemu.log"           // QEMU's own stdout and stderr, bounded
+	pidFile      = "qemu.pid"           // written (and locked) by QEMU
+	qmpSocket    = "qmp.sock"           // QMP, served by QEMU
 	// diskDir holds what the VM's disks are made of: overlayFile (a qcow2
 	// copy-on-write overlay of the image's disk) and seedFile (a NoCloud
 	// cloud-init seed). It is empty for a direct-boot image without disk.
-	diskDir     = "disk"
+	diskDir     = instdir.DiskDir
 	overlayFile = "overlay.qcow2"
 	seedFile    = "seed.iso"
 
@@ -34,9 +36,8 @@ const (
 	// manifest and metadata; it is renamed to reimageReady once complete,
 	// which commits the reimage: Recover finishes a committed reimage and
 	// discards an uncommitted one.
-	reimageDir   = ".reimage"
-	reimageReady = ".reimage.ready"
-	oldDiskDir   = "disk.old"
+	reimageDir   = instdir.ReimageDir
+	reimageReady = instdir.ReimageReady
 )
 
 // state is what state.json holds.

@@ -88,6 +88,9 @@ import (
 	"time"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/instdir"
+	"github.com/vmssd/vmssd/internal/driver/portpool"
+	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
 // Name is the driver's name.
@@ -266,7 +269,7 @@ type Driver struct {
 	mu        sync.Mutex
 	closed    bool
 	instances map[string]*instance
-	ports     *portPool
+	ports     *portpool.Pool
 	mem       *memoryBook
 }
 
@@ -303,7 +306,7 @@ func New(opts Options) (*Driver, error) {
 		cancel:    cancel,
 		boots:     make(chan struct{}, opts.MaxConcurrentBoots),
 		instances: make(map[string]*instance),
-		ports:     newPortPool(),
+		ports:     portpool.New(portpool.Range{}),
 		mem: &memoryBook{
 			allowedMB:  int(float64(opts.HostMemoryMB) * opts.MemoryOvercommit),
 			overheadMB: opts.VMOverheadMB,
@@ -381,7 +384,7 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (driver.Status, e
 		Desired: driver.PowerRunning, Power: driver.PowerStarting, Since: time.Now().UTC(),
 		Message: "creating", Resources: res, Accel: d.accel,
 	}
-	if err := d.buildInstanceDir(ctx, in.dir, spec, img, raw, st); err != nil {
+	if err := d.buildInstanceDir(ctx, spec, img, raw, st); err != nil {
 		d.releaseMemory(spec.ID)
 		d.drop(in)
 		return driver.Status{}, fmt.Errorf("qemu: create %s: %w", spec.ID, err)
@@ -409,33 +412,20 @@ func prepareSpec(spec driver.Spec) (driver.Spec, image, []byte, error) {
 // buildInstanceDir builds the instance directory under a temporary name in
 // Root and renames it into place: a crash leaves either nothing or a
 // complete directory.
-func (d *Driver) buildInstanceDir(ctx context.Context, dir string, spec driver.Spec, img image, rawManifest []byte, st state) (err error) {
-	tmp, err := os.MkdirTemp(d.opts.Root, ".create-"+spec.ID+"-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.RemoveAll(tmp)
+func (d *Driver) buildInstanceDir(ctx context.Context, spec driver.Spec, img image, rawManifest []byte, st state) error {
+	return instdir.Create(d.opts.Root, spec.ID, func(tmp string) error {
+		if err := d.writeInstanceFiles(ctx, tmp, spec, img, rawManifest); err != nil {
+			return err
 		}
-	}()
-	if err := d.writeInstanceFiles(ctx, tmp, spec, img, rawManifest); err != nil {
-		return err
-	}
-	if err := writeJSONAtomic(filepath.Join(tmp, stateFile), st); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(tmp, consoleFile), nil, 0o640); err != nil {
-		return err
-	}
-	// spec.json last: Recover removes a directory without it.
-	if err := writeJSONAtomic(filepath.Join(tmp, specFile), spec); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("instance directory exists but is unknown (was Recover called?): %w", err)
-	}
-	return nil
+		if err := writeJSONAtomic(filepath.Join(tmp, stateFile), st); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(tmp, consoleFile), nil, 0o640); err != nil {
+			return err
+		}
+		// spec.json last: Recover removes a directory without it.
+		return writeJSONAtomic(filepath.Join(tmp, specFile), spec)
+	})
 }
 
 // writeInstanceFiles writes what an image gives an instance into dir: the
@@ -660,8 +650,7 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 	defer cancel()
 
 	staging := in.path(reimageDir)
-	if err := d.stageReimage(ctx, staging, spec, img, raw); err != nil {
-		os.RemoveAll(staging)
+	if err := d.stageReimage(ctx, in.dir, spec, img, raw); err != nil {
 		return in.status(d.accel), fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
 	}
 	if err := d.admitMemory(spec.ID, res, false); err != nil {
@@ -686,7 +675,7 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 		os.RemoveAll(staging)
 		return in.status(d.accel), fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
 	}
-	if err := applyReimage(in.dir); err != nil {
+	if err := instdir.ApplyReimage(in.dir); err != nil {
 		in.update(func(st *state) { st.setPower(driver.PowerUnknown, "reimage failed: "+err.Error()) })
 		return in.status(d.accel), fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
 	}
@@ -697,18 +686,15 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 	return d.startLocked(ctx, in)
 }
 
-// stageReimage prepares, in staging, what applyReimage installs.
-func (d *Driver) stageReimage(ctx context.Context, staging string, spec driver.Spec, img image, rawManifest []byte) error {
-	if err := os.RemoveAll(staging); err != nil {
-		return err
-	}
-	if err := os.Mkdir(staging, 0o700); err != nil {
-		return err
-	}
-	if err := d.writeInstanceFiles(ctx, staging, spec, img, rawManifest); err != nil {
-		return err
-	}
-	return writeJSONAtomic(filepath.Join(staging, specFile), spec)
+// stageReimage prepares, in the instance directory dir, what
+// instdir.ApplyReimage installs.
+func (d *Driver) stageReimage(ctx context.Context, dir string, spec driver.Spec, img image, rawManifest []byte) error {
+	return instdir.StageReimage(dir, func(staging string) error {
+		if err := d.writeInstanceFiles(ctx, staging, spec, img, rawManifest); err != nil {
+			return err
+		}
+		return writeJSONAtomic(filepath.Join(staging, specFile), spec)
+	})
 }
 
 // Delete kills the VM (QMP quit, then SIGKILL) and removes the instance
@@ -803,7 +789,7 @@ func (d *Driver) Console(ctx context.Context, id string) ([]byte, error) {
 	if gone {
 		return nil, notFound(id)
 	}
-	b, err := readTail(in.path(consoleFile), d.opts.ConsoleMaxBytes)
+	b, err := fsutil.TailLog(in.path(consoleFile), d.opts.ConsoleMaxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("qemu: console of %s: %w", id, err)
 	}
@@ -965,19 +951,11 @@ func (d *Driver) housekeep() {
 	}
 }
 
-// validID checks that id can name a directory and a QEMU -name: 1 to 128
-// letters, digits, '.', '_' and '-', starting with a letter or digit.
+// validID checks that id can name a directory and a QEMU -name
+// (instdir.ValidID).
 func validID(id string) error {
-	if id == "" || len(id) > 128 {
-		return fmt.Errorf("qemu: invalid instance id %q: want 1 to 128 characters", id)
-	}
-	for i, c := range id {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case i > 0 && (c == '.' || c == '_' || c == '-'):
-		default:
-			return fmt.Errorf("qemu: invalid instance id %q: character %q not allowed", id, c)
-		}
+	if err := instdir.ValidID(id); err != nil {
+		return fmt.Errorf("qemu: %w", err)
 	}
 	return nil
 }

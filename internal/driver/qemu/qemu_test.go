@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
 )
 
 // Timing of the VM tests: TCG boots take 5-8 s on two busy cores.
@@ -201,7 +202,7 @@ func readDisk(t *testing.T, st driver.Status) string {
 }
 
 // pidAlive reports whether pid is a live, non-zombie process.
-func pidAlive(pid int) bool { return alive(pid, 0) }
+func pidAlive(pid int) bool { return hostproc.Alive(pid, 0) }
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()

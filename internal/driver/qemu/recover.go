@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
+	"github.com/vmssd/vmssd/internal/driver/instdir"
 )
 
 // recoverQMPTimeout bounds the wait for a found QEMU to answer on QMP.
@@ -89,7 +91,7 @@ func (d *Driver) recoverInstance(ctx context.Context, id string) error {
 		d.log.Info("recover: removing half-created instance", "id", id)
 		return os.RemoveAll(dir)
 	}
-	if err := cleanInstanceDir(dir); err != nil {
+	if err := instdir.Clean(dir); err != nil {
 		return err
 	}
 	var spec driver.Spec
@@ -121,7 +123,7 @@ func (d *Driver) recoverInstance(ctx context.Context, id string) error {
 	}
 	d.mu.Lock()
 	for _, p := range []*int{&in.st.HealthPort, &in.st.SSHPort} {
-		if *p != 0 && !d.ports.reserve(*p, id) {
+		if *p != 0 && !d.ports.Reserve(*p, id) {
 			d.log.Warn("recover: port held by another instance, dropping it", "id", id, "port", *p)
 			*p = 0
 		}
@@ -274,7 +276,7 @@ func (d *Driver) findQEMU(ctx context.Context, in *instance, st state) *vm {
 			d.log.Warn("recover: QEMU does not answer on QMP, killing it", "id", in.id, "pid", c.pid, "err", err)
 			unix.Kill(c.pid, unix.SIGKILL)
 			kctx, cancel := context.WithTimeout(ctx, killTimeout)
-			waitExit(kctx, c.pid, start, d.opts.PollInterval)
+			hostproc.WaitExit(kctx, c.pid, start, d.opts.PollInterval)
 			cancel()
 			continue
 		}
@@ -302,61 +304,4 @@ func loadInstanceImage(in *instance) (image, error) {
 		return image{}, fmt.Errorf("qemu: %w", err)
 	}
 	return parseImage(in.spec.ImageDir, raw)
-}
-
-// cleanInstanceDir removes temporary files and an uncommitted reimage, and
-// completes a committed one.
-func cleanInstanceDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	if err := os.RemoveAll(filepath.Join(dir, reimageDir)); err != nil {
-		return err
-	}
-	if exists(filepath.Join(dir, reimageReady)) {
-		if err := applyReimage(dir); err != nil {
-			return err
-		}
-	}
-	return os.RemoveAll(filepath.Join(dir, oldDiskDir))
-}
-
-// applyReimage installs a committed reimage (dir/.reimage.ready): the new
-// disk directory replaces disk/, then the new manifest, metadata and spec
-// replace the old ones. Every step is idempotent, so a crash at any point is
-// completed by running it again.
-func applyReimage(dir string) error {
-	ready := filepath.Join(dir, reimageReady)
-	disk, old := filepath.Join(dir, diskDir), filepath.Join(dir, oldDiskDir)
-	if exists(filepath.Join(ready, diskDir)) {
-		if exists(disk) {
-			if err := os.RemoveAll(old); err != nil {
-				return err
-			}
-			if err := os.Rename(disk, old); err != nil {
-				return err
-			}
-		}
-		if err := os.Rename(filepath.Join(ready, diskDir), disk); err != nil {
-			return err
-		}
-	}
-	for _, name := range []string{manifestFile, metadataFile, specFile} {
-		err := os.Rename(filepath.Join(ready, name), filepath.Join(dir, name))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	if err := os.RemoveAll(old); err != nil {
-		return err
-	}
-	return os.RemoveAll(ready)
 }

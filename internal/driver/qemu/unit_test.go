@@ -285,27 +285,7 @@ func TestBuildISO(t *testing.T) {
 	}
 }
 
-func TestRotateAndTail(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "console.log")
-	if err := os.WriteFile(p, []byte("0123456789abcdef"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if rotated, err := rotateLog(p, 100); err != nil || rotated {
-		t.Errorf("small log rotated: %v %v", rotated, err)
-	}
-	if rotated, err := rotateLog(p, 6); err != nil || !rotated {
-		t.Fatalf("rotate: %v %v", rotated, err)
-	}
-	if b, _ := os.ReadFile(p + ".1"); string(b) != "abcdef" {
-		t.Errorf("console.log.1 = %q", b)
-	}
-	os.WriteFile(p, []byte("XYZ"), 0o644)
-	if b, err := readTail(p, 5); err != nil || string(b) != "efXYZ" {
-		t.Errorf("readTail = %q %v", b, err)
-	}
-	if b, err := readTail(filepath.Join(t.TempDir(), "none"), 5); err != nil || len(b) != 0 {
-		t.Errorf("readTail of nothing = %q %v", b, err)
-	}
+func TestLastLines(t *testing.T) {
 	if got := lastLines([]byte("a\n\n b \x1b[2J\nc\r\n"), 2); got != "b [2J | c" {
 		t.Errorf("lastLines = %q", got)
 	}

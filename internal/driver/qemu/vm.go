@@ -17,6 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
+	"github.com/vmssd/vmssd/internal/driver/portpool"
+	"github.com/vmssd/vmssd/internal/fsutil"
 	"github.com/vmssd/vmssd/internal/qmp"
 )
 
@@ -92,28 +95,7 @@ func (v *vm) signal(sig syscall.Signal) error {
 func (v *vm) reap() {
 	v.sigMu.Lock()
 	v.reaped = true
-	v.exit = "exited"
-wait:
-	for range 100 {
-		var ws unix.WaitStatus
-		wpid, err := unix.Wait4(v.pid, &ws, unix.WNOHANG, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil { // ECHILD: adopted from a previous vmssd
-			break wait
-		}
-		if wpid == v.pid {
-			switch {
-			case ws.Exited():
-				v.exit = "exited with status " + strconv.Itoa(ws.ExitStatus())
-			case ws.Signaled():
-				v.exit = "was killed by " + unix.SignalName(ws.Signal())
-			}
-			break wait
-		}
-		time.Sleep(10 * time.Millisecond) // exited, not yet waitable
-	}
+	v.exit = hostproc.Reap(v.pid)
 	if v.shutdownReason != "" {
 		v.exit += " (" + v.shutdownReason + ")"
 	}
@@ -197,31 +179,13 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "--- %s vmssd starts %s %q\n", time.Now().UTC().Format(time.RFC3339Nano), d.opts.QEMU, args)
-	null, err := os.Open(os.DevNull)
-	if err != nil {
-		return fmt.Errorf("qemu: %w", err)
-	}
-	defer null.Close()
-
-	osp, err := os.StartProcess(d.opts.QEMU, append([]string{d.opts.QEMU}, args...), &os.ProcAttr{
-		Dir:   in.dir,
-		Env:   []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"},
-		Files: []*os.File{null, logf, logf},
-		// Own session and process group: QEMU survives vmssd (even a
-		// SIGKILL of vmssd) and is re-adopted by Recover.
-		Sys: &syscall.SysProcAttr{Setsid: true},
-	})
+	// Own session and process group: QEMU survives vmssd (even a SIGKILL
+	// of vmssd) and is re-adopted by Recover.
+	pid, start, err := hostproc.Spawn(d.opts.QEMU, append([]string{d.opts.QEMU}, args...), in.dir,
+		[]string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}, logf)
 	if err != nil {
 		return fmt.Errorf("qemu: start QEMU: %w", err)
 	}
-	pid := osp.Pid
-	// Not reaped before we wait for it, so its stat is readable even if it
-	// already exited.
-	var start uint64
-	if ps, err := readProcStat(pid); err == nil {
-		start = ps.Start
-	}
-	osp.Release()
 	v := newVM(pid, start, accel)
 	now := time.Now().UTC()
 	msg := "booting (" + accel + ")"
@@ -246,7 +210,7 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 		v.signal(unix.SIGKILL)
 		v.reap()
 		in.update(func(st *state) { st.PID, st.StartTime = 0, 0 })
-		logTail, _ := readLast(in.path(qemuLogFile), 2048)
+		logTail, _ := fsutil.TailFile(in.path(qemuLogFile), 2048)
 		if t := lastLines(logTail, 3); t != "" {
 			err = fmt.Errorf("%w; QEMU said: %s", err, t)
 		}
@@ -280,7 +244,7 @@ func (d *Driver) connectQMP(ctx context.Context, in *instance, v *vm, timeout ti
 	defer cancel()
 	path := qmpPath(in.dir, v.pid)
 	for {
-		if !alive(v.pid, v.start) {
+		if !hostproc.Alive(v.pid, v.start) {
 			return nil, errors.New("QEMU exited at once")
 		}
 		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -314,16 +278,16 @@ func (d *Driver) ensurePortsLocked(in *instance) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, port := range ports {
-		if port != 0 && d.ports.owner(port) == in.id && portFree(port) {
+		if port != 0 && d.ports.Owner(port) == in.id && portpool.Free(port) {
 			continue
 		}
 		if port != 0 {
 			d.log.Warn("reserved port is not free, moving the instance", "id", in.id, "port", port)
-			d.ports.release(port, in.id)
+			d.ports.Release(port, in.id)
 		}
-		p, err := d.ports.allocate(in.id)
+		p, err := d.ports.Allocate(in.id)
 		if err != nil {
-			return err
+			return fmt.Errorf("qemu: %w", err)
 		}
 		ports[i] = p
 	}
@@ -338,8 +302,8 @@ func (d *Driver) releasePortsLocked(in *instance) {
 	in.st.HealthPort, in.st.SSHPort = 0, 0
 	in.mu.Unlock()
 	d.mu.Lock()
-	d.ports.release(hp, in.id)
-	d.ports.release(sp, in.id)
+	d.ports.Release(hp, in.id)
+	d.ports.Release(sp, in.id)
 	d.mu.Unlock()
 }
 
@@ -530,7 +494,7 @@ func (d *Driver) watch(in *instance, v *vm) {
 		}
 		v.qmp.Close()
 	}
-	if !waitExit(d.ctx, v.pid, v.start, d.opts.PollInterval) {
+	if !hostproc.WaitExit(d.ctx, v.pid, v.start, d.opts.PollInterval) {
 		return // driver closed
 	}
 	v.reap()
@@ -562,7 +526,7 @@ func (d *Driver) watch(in *instance, v *vm) {
 	switch {
 	case v.deadlineHit:
 		in.st.Desired = driver.PowerStopped
-		tail, _ := readLast(in.path(consoleFile), 4096)
+		tail, _ := fsutil.TailFile(in.path(consoleFile), 4096)
 		msg := fmt.Sprintf("boot deadline exceeded: the guest did not boot within %s", d.opts.BootDeadline)
 		if t := lastLines(tail, 2); t != "" {
 			msg += "; console: " + t
@@ -621,15 +585,8 @@ func (d *Driver) onEvent(in *instance, v *vm, ev qmp.Event) {
 // failure. A VM that ran for stableAfter resets the backoff. Called with op
 // held.
 func (in *instance) nextBackoff(o Options, uptime time.Duration) time.Duration {
-	if uptime >= stableAfter {
-		in.failures = 0
-	}
-	delay := o.RestartBackoff
-	for i := 0; i < in.failures && delay < o.MaxRestartBackoff; i++ {
-		delay *= 2
-	}
-	in.failures++
-	return min(delay, o.MaxRestartBackoff)
+	b := hostproc.Backoff{Initial: o.RestartBackoff, Max: o.MaxRestartBackoff, StableAfter: stableAfter}
+	return b.Next(&in.failures, uptime)
 }
 
 // armRestart returns the context of a new pending restart of in, cancelled
