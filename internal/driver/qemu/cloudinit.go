@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"mime/multipart"
+	"net/textproto"
 	"slices"
 	"strings"
 	"time"
@@ -16,9 +18,10 @@ import (
 const seedLabel = "cidata"
 
 // seedFiles returns the NoCloud files of an instance: meta-data (instance
-// id and hostname) and user-data (a #cloud-config setting the hostname).
-// The admin user, its ssh keys and customData are not in driver.Spec yet;
-// they will go into user-data when they are.
+// id and hostname) and user-data: a #cloud-config setting the hostname and
+// creating the admin user with its ssh keys, followed, when the model has
+// customData, by that customData as a second part of a MIME multipart
+// document (cloud-init runs both, as on Azure).
 func seedFiles(spec driver.Spec) map[string][]byte {
 	q := func(s string) string {
 		b, _ := json.Marshal(s) // a JSON string is a YAML scalar
@@ -34,8 +37,56 @@ func seedFiles(spec driver.Spec) map[string][]byte {
 		host = spec.ID
 	}
 	meta := "instance-id: " + q(instanceID) + "\nlocal-hostname: " + q(host) + "\n"
-	user := "#cloud-config\nhostname: " + q(host) + "\npreserve_hostname: false\n"
-	return map[string][]byte{"meta-data": []byte(meta), "user-data": []byte(user)}
+	var cfg strings.Builder
+	cfg.WriteString("#cloud-config\nhostname: " + q(host) + "\npreserve_hostname: false\n")
+	if p := spec.Provisioning; p.AdminUsername != "" {
+		cfg.WriteString("ssh_pwauth: false\nusers:\n  - default\n  - name: " + q(p.AdminUsername) + "\n")
+		cfg.WriteString("    shell: /bin/bash\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    lock_passwd: true\n")
+		if len(p.SSHKeys) > 0 {
+			cfg.WriteString("    ssh_authorized_keys:\n")
+			for _, k := range p.SSHKeys {
+				cfg.WriteString("      - " + q(strings.TrimSpace(k)) + "\n")
+			}
+		}
+	}
+	user := []byte(cfg.String())
+	if len(spec.Provisioning.CustomData) > 0 {
+		user = multipartUserData(user, spec.Provisioning.CustomData)
+	}
+	return map[string][]byte{"meta-data": []byte(meta), "user-data": user}
+}
+
+// multipartUserData joins vmssd's cloud-config and the user's customData
+// into one MIME multipart user-data document.
+func multipartUserData(cloudConfig, custom []byte) []byte {
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	part := func(contentType string, data []byte) {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Type", contentType+`; charset="utf-8"`)
+		pw, _ := w.CreatePart(h) // writes to a bytes.Buffer cannot fail
+		_, _ = pw.Write(data)
+	}
+	part("text/cloud-config", cloudConfig)
+	part(customDataType(custom), custom)
+	_ = w.Close()
+	head := "Content-Type: multipart/mixed; boundary=\"" + w.Boundary() + "\"\nMIME-Version: 1.0\n\n"
+	return append([]byte(head), body.Bytes()...)
+}
+
+// customDataType is the cloud-init part type customData's first line asks for.
+func customDataType(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte("#cloud-config")):
+		return "text/cloud-config"
+	case bytes.HasPrefix(b, []byte("#!")):
+		return "text/x-shellscript"
+	case bytes.HasPrefix(b, []byte("#cloud-boothook")):
+		return "text/cloud-boothook"
+	case bytes.HasPrefix(b, []byte("#include")):
+		return "text/x-include-url"
+	}
+	return "text/plain"
 }
 
 // writeSeed writes the instance's NoCloud seed, an ISO 9660 image labelled

@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"mime"
+	"mime/multipart"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"slices"
@@ -424,5 +427,56 @@ func TestNoVM(t *testing.T) {
 	}
 	if _, err := d.Create(ctx, spec); !errors.Is(err, ErrClosed) {
 		t.Errorf("Create after Close: %v", err)
+	}
+}
+
+func TestSeedFilesProvisioning(t *testing.T) {
+	spec := driver.Spec{ID: "id1", Metadata: driver.Metadata{VMID: "vm-1", ComputerName: "web000001"}}
+	plain := string(seedFiles(spec)["user-data"])
+	if !strings.HasPrefix(plain, "#cloud-config\n") || strings.Contains(plain, "users:") {
+		t.Fatalf("user-data without provisioning: %q", plain)
+	}
+	spec.Provisioning = driver.Provisioning{
+		AdminUsername: "azureuser",
+		SSHKeys:       []string{"ssh-ed25519 AAAAC3Nza key1\n"},
+		CustomData:    []byte("#!/bin/sh\necho hello > /tmp/custom\n"),
+	}
+	files := seedFiles(spec)
+	user := string(files["user-data"])
+	for _, want := range []string{
+		"Content-Type: multipart/mixed; boundary=",
+		"Content-Type: text/cloud-config",
+		`- name: "azureuser"`,
+		`- "ssh-ed25519 AAAAC3Nza key1"`,
+		"Content-Type: text/x-shellscript",
+		"echo hello > /tmp/custom",
+	} {
+		if !strings.Contains(user, want) {
+			t.Errorf("user-data lacks %q:\n%s", want, user)
+		}
+	}
+	// It is a well-formed MIME document with both parts.
+	msg, err := mail.ReadMessage(strings.NewReader(user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	var types []string
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			break
+		}
+		types = append(types, p.Header.Get("Content-Type"))
+	}
+	if len(types) != 2 || !strings.HasPrefix(types[0], "text/cloud-config") || !strings.HasPrefix(types[1], "text/x-shellscript") {
+		t.Errorf("parts %v", types)
+	}
+	if !strings.Contains(string(files["meta-data"]), `local-hostname: "web000001"`) {
+		t.Errorf("meta-data: %s", files["meta-data"])
 	}
 }
