@@ -30,8 +30,13 @@ type fileImport struct {
 	digest artifact.Digest
 }
 
+// invalidArtifact maps an artifact store failure: a malformed artifact is
+// the client's 400; anything else (a full disk, a dropped upload) is not.
 func invalidArtifact(err error) error {
-	return errs.New(errs.Invalid, "InvalidImageArtifact", "The image artifact is not a valid vmssd image (a gzip'd tar with manifest.json and rootfs/).").Wrap(err)
+	if errors.Is(err, artifact.ErrInvalid) || errors.Is(err, artifact.ErrInvalidManifest) {
+		return errs.New(errs.Invalid, "InvalidImageArtifact", "The image artifact is not a valid vmssd image (a gzip'd tar with manifest.json and rootfs/).").Wrap(err)
+	}
+	return err
 }
 
 func (im *images) Import(ctx context.Context, r io.Reader) (string, int64, string, error) {
