@@ -260,3 +260,35 @@ func TestCrashDuringManualUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashDuringDelete kills vmssd while it deletes a scale set: after a
+// restart the delete's operation completes and nothing is left behind.
+func TestCrashDuringDelete(t *testing.T) {
+	for _, delay := range []time.Duration{5 * time.Millisecond, 60 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			dataDir := t.TempDir()
+			t.Cleanup(func() { testenv.KillInstances(dataDir) })
+			addr := freePort(t)
+			p := startProc(t, dataDir, addr)
+			e := attach(t, dataDir, p.url)
+			e.CreateRG("rg")
+			waitOp(t, e, e.Do(http.MethodPut, e.VMSSPath("rg", "ss"), testenv.VMSSBody(8, "1.0.0", "Manual")))
+			checkExact(t, e, dataDir, 8, "1.0.0")
+			r := e.Do(http.MethodDelete, e.VMSSPath("rg", "ss"), nil)
+			mustAccepted(t, r)
+			time.Sleep(delay)
+			p.kill()
+
+			p = startProc(t, dataDir, addr)
+			e = attach(t, dataDir, p.url)
+			waitOp(t, e, r)
+			if g := e.Do(http.MethodGet, e.VMSSPath("rg", "ss"), nil); g.Status != http.StatusNotFound {
+				t.Fatalf("get after delete: %d", g.Status)
+			}
+			testenv.Eventually(t, 10*time.Second, "no guest process left", func() bool { return len(guestProcesses(t, dataDir)) == 0 })
+			if dirs, _ := os.ReadDir(filepath.Join(dataDir, "hosts", "local", "instances")); len(dirs) != 0 {
+				t.Errorf("%d instance directories left", len(dirs))
+			}
+		})
+	}
+}
