@@ -249,10 +249,37 @@ func TestCreateLayout(t *testing.T) {
 
 // writeImage writes an image with the given manifest and a rootfs holding
 // a version file.
+// writeImage writes an image whose manifest is the given JSON with the
+// fields every valid manifest needs (osType, a health probe) filled in.
 func writeImage(t *testing.T, manifest string) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, manifestFile), []byte(manifest), 0o644); err != nil {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(manifest), &m); err != nil {
+		// Not JSON: written as is (for the tests of broken manifests).
+		m = nil
+	}
+	if m == nil {
+		return writeRawImage(t, dir, []byte(manifest))
+	}
+	if _, ok := m["osType"]; !ok {
+		m["osType"] = "Linux"
+	}
+	hp, _ := m["healthProbe"].(map[string]any)
+	if hp == nil {
+		hp = map[string]any{"path": "/"}
+		m["healthProbe"] = hp
+	}
+	if _, ok := hp["protocol"]; !ok {
+		hp["protocol"] = "http"
+	}
+	full, _ := json.Marshal(m)
+	return writeRawImage(t, dir, full)
+}
+
+func writeRawImage(t *testing.T, dir string, manifest []byte) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, manifestFile), manifest, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, rootfsDir), 0o755); err != nil {
