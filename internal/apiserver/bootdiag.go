@@ -12,12 +12,8 @@ import (
 // screenshot (none here) and of the serial console log, which this server
 // serves itself (with the caller's bearer token instead of a SAS).
 func (s *Server) retrieveBootDiagnostics(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ctx := r.Context()
 	ref := s.ref(rc)
-	if _, _, err := s.loadSet(ctx, ref); err != nil {
-		return err
-	}
-	inst, _, err := s.loadInstance(ctx, ref, rc.v("id"))
+	_, inst, err := s.loadSetInstance(r.Context(), ref, rc.v("id"))
 	if err != nil {
 		return err
 	}
@@ -31,11 +27,7 @@ func (s *Server) retrieveBootDiagnostics(w http.ResponseWriter, r *http.Request,
 // serialConsole serves an instance's captured console as text.
 func (s *Server) serialConsole(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	ctx := r.Context()
-	ref := s.ref(rc)
-	if _, _, err := s.loadSet(ctx, ref); err != nil {
-		return err
-	}
-	inst, _, err := s.loadInstance(ctx, ref, rc.v("id"))
+	_, inst, err := s.loadSetInstance(ctx, s.ref(rc), rc.v("id"))
 	if err != nil {
 		return err
 	}

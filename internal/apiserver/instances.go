@@ -186,18 +186,25 @@ func (s *Server) loadInstance(ctx context.Context, ref model.SetRef, idStr strin
 	return inst, rev, err
 }
 
+// loadSetInstance reads a scale set and one of its instances.
+func (s *Server) loadSetInstance(ctx context.Context, ref model.SetRef, id string) (*model.ScaleSet, *model.Instance, error) {
+	set, _, err := s.loadSet(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	inst, _, err := s.loadInstance(ctx, ref, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return set, inst, nil
+}
+
 func expandInstanceView(rc *reqCtx) bool {
 	return strings.Contains(strings.ToLower(rc.query.Get("$expand")), "instanceview")
 }
 
 func (s *Server) getInstance(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ctx := r.Context()
-	ref := s.ref(rc)
-	set, _, err := s.loadSet(ctx, ref)
-	if err != nil {
-		return err
-	}
-	inst, _, err := s.loadInstance(ctx, ref, rc.v("id"))
+	set, inst, err := s.loadSetInstance(r.Context(), s.ref(rc), rc.v("id"))
 	if err != nil {
 		return err
 	}
@@ -206,12 +213,7 @@ func (s *Server) getInstance(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 }
 
 func (s *Server) instanceView(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ctx := r.Context()
-	ref := s.ref(rc)
-	if _, _, err := s.loadSet(ctx, ref); err != nil {
-		return err
-	}
-	inst, _, err := s.loadInstance(ctx, ref, rc.v("id"))
+	_, inst, err := s.loadSetInstance(r.Context(), s.ref(rc), rc.v("id"))
 	if err != nil {
 		return err
 	}

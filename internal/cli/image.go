@@ -175,29 +175,40 @@ func (o *imageListOptions) Run(ctx context.Context) error {
 
 // ---- show ----
 
-type imageShowOptions struct {
-	root     *rootOptions
-	location string
-	urnFlag  string
-	urn      urn
+// urnFlags are the --location and --urn flags of commands on one image
+// version.
+type urnFlags struct {
+	location    string
+	urnFlag     string
+	urn         urn
+	allowLatest bool
 }
 
-func newImageShowCommand(root *rootOptions) *cobra.Command {
-	o := &imageShowOptions{root: root}
-	cmd := &cobra.Command{Use: "show --urn publisher:offer:sku:version|latest", Short: "Show a platform image version", Args: noArgs}
-	cmd.Flags().StringVarP(&o.location, "location", "l", "", "location (default: the configured one)")
-	cmd.Flags().StringVar(&o.urnFlag, "urn", "", "image URN")
+func (u *urnFlags) add(cmd *cobra.Command, usage string) {
+	cmd.Flags().StringVarP(&u.location, "location", "l", "", "location (default: the configured one)")
+	cmd.Flags().StringVar(&u.urnFlag, "urn", "", usage)
 	_ = cmd.MarkFlagRequired("urn")
-	return bind(root, cmd, o)
 }
 
-func (o *imageShowOptions) Complete(context.Context, []string) error {
+func (u *urnFlags) Complete(context.Context, []string) error {
 	var err error
-	o.urn, err = parseURN(o.urnFlag, true)
+	u.urn, err = parseURN(u.urnFlag, u.allowLatest)
 	return err
 }
 
-func (o *imageShowOptions) Validate() error { return nil }
+func (u *urnFlags) Validate() error { return nil }
+
+type imageShowOptions struct {
+	root *rootOptions
+	urnFlags
+}
+
+func newImageShowCommand(root *rootOptions) *cobra.Command {
+	o := &imageShowOptions{root: root, urnFlags: urnFlags{allowLatest: true}}
+	cmd := &cobra.Command{Use: "show --urn publisher:offer:sku:version|latest", Short: "Show a platform image version", Args: noArgs}
+	o.add(cmd, "image URN")
+	return bind(root, cmd, o)
+}
 
 func (o *imageShowOptions) Run(ctx context.Context) error {
 	c, err := o.root.connect()
@@ -375,28 +386,16 @@ func (c *connection) uploadArtifact(ctx context.Context, path string, progress i
 }
 
 type imageDeleteOptions struct {
-	root     *rootOptions
-	location string
-	urnFlag  string
-	urn      urn
+	root *rootOptions
+	urnFlags
 }
 
 func newImageDeleteCommand(root *rootOptions) *cobra.Command {
 	o := &imageDeleteOptions{root: root}
 	cmd := &cobra.Command{Use: "delete --urn publisher:offer:sku:version", Short: "Delete a platform image version (operator)", Args: noArgs}
-	cmd.Flags().StringVarP(&o.location, "location", "l", "", "location (default: the configured one)")
-	cmd.Flags().StringVar(&o.urnFlag, "urn", "", "image URN with an explicit version")
-	_ = cmd.MarkFlagRequired("urn")
+	o.add(cmd, "image URN with an explicit version")
 	return bind(root, cmd, o)
 }
-
-func (o *imageDeleteOptions) Complete(context.Context, []string) error {
-	var err error
-	o.urn, err = parseURN(o.urnFlag, false)
-	return err
-}
-
-func (o *imageDeleteOptions) Validate() error { return nil }
 
 func (o *imageDeleteOptions) Run(ctx context.Context) error {
 	c, err := o.root.connect()
