@@ -404,6 +404,7 @@ func (s *Server) tryAction(ctx context.Context, ref model.SetRef, action string,
 			inst.ReimageSeq = max(inst.ReimageSeq, inst.AppliedReimage) + 1
 		case "manualupgrade":
 			inst.TargetModel = set.ModelVersion
+			inst.UpgradeSeq++
 			inst.FailedModel = 0 // an explicit request retries a failed upgrade
 		case "delete":
 			inst.Deleting = true

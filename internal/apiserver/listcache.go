@@ -18,8 +18,18 @@ import (
 // observation (its generation) are the ones it was rendered from.
 type vmCache struct {
 	mu   sync.Mutex
-	sets map[string]map[string]*cachedVM
+	sets map[string]*cachedSet
+	tick uint64
 }
+
+// cachedSet is the renderings of one scale set's instances.
+type cachedSet struct {
+	vms  map[string]*cachedVM
+	used uint64 // the cache's tick when last listed
+}
+
+// maxCachedSets bounds the cache; the least recently listed set goes first.
+const maxCachedSets = 256
 
 type cachedVM struct {
 	rev, setRev int64
@@ -33,20 +43,33 @@ type cachedVM struct {
 func (c *vmCache) get(setKey string) map[string]*cachedVM {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sets[setKey]
+	if cs := c.sets[setKey]; cs != nil {
+		return cs.vms
+	}
+	return nil
 }
 
 func (c *vmCache) put(setKey string, m map[string]*cachedVM) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sets == nil {
-		c.sets = map[string]map[string]*cachedVM{}
+		c.sets = map[string]*cachedSet{}
 	}
 	if m == nil {
 		delete(c.sets, setKey)
 		return
 	}
-	c.sets[setKey] = m
+	c.tick++
+	c.sets[setKey] = &cachedSet{vms: m, used: c.tick}
+	for len(c.sets) > maxCachedSets {
+		oldest, at := "", uint64(0)
+		for k, cs := range c.sets {
+			if oldest == "" || cs.used < at {
+				oldest, at = k, cs.used
+			}
+		}
+		delete(c.sets, oldest)
+	}
 }
 
 // bufPool recycles list response buffers (megabytes for large sets).

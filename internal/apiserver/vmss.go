@@ -427,13 +427,11 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 			return err
 		}
 	}
-	conditional := r.Header.Get("If-Match") != "" || r.Header.Get("If-None-Match") != ""
 	for attempt := 0; ; attempt++ {
+		// Each attempt re-reads the set and re-checks If-Match, so a real
+		// change of the set still gives 412.
 		res, err := s.tryWriteScaleSet(r, rc, ref, body, patch)
 		if errors.Is(err, store.ErrConflict) {
-			if conditional {
-				return errs.New(errs.PreconditionFailed, "PreconditionFailed", "The scale set was modified concurrently; re-read it and retry.")
-			}
 			if attempt < 20 {
 				continue
 			}

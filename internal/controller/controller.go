@@ -311,9 +311,14 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			continue // re-plan with the new records
 		}
 		if err := c.execute(ctx, set, insts, plan.Actions); err != nil {
+			actionErr := instanceError(err)
+			if set.Deleting {
+				// A deletion retries until it is done; finalize completes
+				// its operation.
+				return 0, actionErr
+			}
 			// Fail the operations this generation owes, then retry with
 			// backoff (the worker requeues on error) rather than spin.
-			actionErr := instanceError(err)
 			if serr := c.settle(ctx, set, st, stRev, plan.Err, actionErr); serr != nil {
 				return 0, serr
 			}
@@ -667,7 +672,10 @@ func (c *Controller) act(ctx context.Context, set *model.ScaleSet, inst *model.I
 			_ = c.updateInstance(ctx, inst, func(r *model.Instance) {
 				failed(err)(r)
 				if a.Kind == reconcile.ActUpgrade {
-					r.FailedModel = a.ModelVersion
+					// Unless the user asked again meanwhile.
+					if r.UpgradeSeq == inst.UpgradeSeq {
+						r.FailedModel = a.ModelVersion
+					}
 				} else {
 					r.AppliedReimage = inst.ReimageSeq
 				}
@@ -744,8 +752,24 @@ func (c *Controller) sweepResourceGroups(ctx context.Context) {
 		if !rg.Deleting {
 			continue
 		}
-		kvs, _, err := c.opts.Store.List(ctx, model.ScaleSetPrefix(rg.Sub, rg.Name))
-		if err != nil || len(kvs) > 0 {
+		sets, setRevs, err := state.List[model.ScaleSet](ctx, c.opts.Store, model.ScaleSetPrefix(rg.Sub, rg.Name))
+		if err != nil {
+			continue
+		}
+		if len(sets) > 0 {
+			// A scale set created while the group's deletion was being
+			// recorded is deleted with it.
+			for j, set := range sets {
+				if set.Deleting {
+					continue
+				}
+				set.Deleting = true
+				set.Generation++
+				k := model.ScaleSetKey(set.Ref())
+				if _, err := c.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(k, setRevs[j])}, state.PutOp(k, set)); err != nil && !errors.Is(err, store.ErrConflict) {
+					c.log.Error("delete scale set of a deleted resource group", "set", set.Ref().String(), "err", err)
+				}
+			}
 			continue
 		}
 		key := model.ResourceGroupKey(rg.Sub, rg.Name)

@@ -239,13 +239,16 @@ type Instance struct {
 	FailedModel int64 `json:"failedModel,omitempty"`
 
 	// Desired state (API).
-	Power          string `json:"power"`
-	TargetModel    int64  `json:"targetModel,omitempty"`
-	ReimageSeq     int64  `json:"reimageSeq,omitempty"`
-	RestartSeq     int64  `json:"restartSeq,omitempty"`
-	ProtectScaleIn bool   `json:"protectScaleIn,omitempty"`
-	ProtectActions bool   `json:"protectActions,omitempty"`
-	Deleting       bool   `json:"deleting,omitempty"`
+	Power       string `json:"power"`
+	TargetModel int64  `json:"targetModel,omitempty"`
+	// UpgradeSeq counts manualupgrade requests, so that a failure of an
+	// earlier attempt does not cancel a newer request.
+	UpgradeSeq     int64 `json:"upgradeSeq,omitempty"`
+	ReimageSeq     int64 `json:"reimageSeq,omitempty"`
+	RestartSeq     int64 `json:"restartSeq,omitempty"`
+	ProtectScaleIn bool  `json:"protectScaleIn,omitempty"`
+	ProtectActions bool  `json:"protectActions,omitempty"`
+	Deleting       bool  `json:"deleting,omitempty"`
 }
 
 // Name is the instance's ARM name, "{vmss}_{id}".

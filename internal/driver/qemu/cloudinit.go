@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -40,12 +41,15 @@ func seedFiles(spec driver.Spec) map[string][]byte {
 	var cfg strings.Builder
 	cfg.WriteString("#cloud-config\nhostname: " + q(host) + "\npreserve_hostname: false\n")
 	if p := spec.Provisioning; p.AdminUsername != "" {
-		cfg.WriteString("ssh_pwauth: false\nusers:\n  - default\n  - name: " + q(p.AdminUsername) + "\n")
+		// The admin is the image's default user (as on Azure), so a
+		// customData cloud-config with its own "users:" list, which
+		// replaces ours when cloud-init merges, still keeps it.
+		cfg.WriteString("ssh_pwauth: false\nsystem_info:\n  default_user:\n    name: " + q(p.AdminUsername) + "\n")
 		cfg.WriteString("    shell: /bin/bash\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    lock_passwd: true\n")
 		if len(p.SSHKeys) > 0 {
-			cfg.WriteString("    ssh_authorized_keys:\n")
+			cfg.WriteString("ssh_authorized_keys:\n")
 			for _, k := range p.SSHKeys {
-				cfg.WriteString("      - " + q(strings.TrimSpace(k)) + "\n")
+				cfg.WriteString("  - " + q(strings.TrimSpace(k)) + "\n")
 			}
 		}
 	}
@@ -61,14 +65,22 @@ func seedFiles(spec driver.Spec) map[string][]byte {
 func multipartUserData(cloudConfig, custom []byte) []byte {
 	var body bytes.Buffer
 	w := multipart.NewWriter(&body)
-	part := func(contentType string, data []byte) {
-		h := textproto.MIMEHeader{}
-		h.Set("Content-Type", contentType+`; charset="utf-8"`)
-		pw, _ := w.CreatePart(h) // writes to a bytes.Buffer cannot fail
-		_, _ = pw.Write(data)
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Type", `text/cloud-config; charset="utf-8"`)
+	pw, _ := w.CreatePart(h) // writes to a bytes.Buffer cannot fail
+	_, _ = pw.Write(cloudConfig)
+	// customData may be binary (gzip): it travels base64-encoded so that
+	// the document stays valid text.
+	h = textproto.MIMEHeader{}
+	h.Set("Content-Type", customDataType(custom))
+	h.Set("Content-Transfer-Encoding", "base64")
+	pw, _ = w.CreatePart(h)
+	enc := base64.StdEncoding.EncodeToString(custom)
+	for len(enc) > 76 {
+		_, _ = pw.Write([]byte(enc[:76] + "\n"))
+		enc = enc[76:]
 	}
-	part("text/cloud-config", cloudConfig)
-	part(customDataType(custom), custom)
+	_, _ = pw.Write([]byte(enc + "\n"))
 	_ = w.Close()
 	head := "Content-Type: multipart/mixed; boundary=\"" + w.Boundary() + "\"\nMIME-Version: 1.0\n\n"
 	return append([]byte(head), body.Bytes()...)
@@ -77,6 +89,8 @@ func multipartUserData(cloudConfig, custom []byte) []byte {
 // customDataType is the cloud-init part type customData's first line asks for.
 func customDataType(b []byte) string {
 	switch {
+	case bytes.HasPrefix(b, []byte{0x1f, 0x8b}):
+		return "application/x-gzip"
 	case bytes.HasPrefix(b, []byte("#cloud-config")):
 		return "text/cloud-config"
 	case bytes.HasPrefix(b, []byte("#!")):

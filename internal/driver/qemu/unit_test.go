@@ -3,8 +3,10 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"io"
 	"mime"
 	"mime/multipart"
 	"net/mail"
@@ -446,10 +448,10 @@ func TestSeedFilesProvisioning(t *testing.T) {
 	for _, want := range []string{
 		"Content-Type: multipart/mixed; boundary=",
 		"Content-Type: text/cloud-config",
-		`- name: "azureuser"`,
-		`- "ssh-ed25519 AAAAC3Nza key1"`,
+		"default_user:\n    name: \"azureuser\"",
+		"ssh_authorized_keys:\n  - \"ssh-ed25519 AAAAC3Nza key1\"",
 		"Content-Type: text/x-shellscript",
-		"echo hello > /tmp/custom",
+		"Content-Transfer-Encoding: base64",
 	} {
 		if !strings.Contains(user, want) {
 			t.Errorf("user-data lacks %q:\n%s", want, user)
@@ -466,12 +468,19 @@ func TestSeedFilesProvisioning(t *testing.T) {
 	}
 	mr := multipart.NewReader(msg.Body, params["boundary"])
 	var types []string
+	var custom []byte
 	for {
 		p, err := mr.NextPart()
 		if err != nil {
 			break
 		}
 		types = append(types, p.Header.Get("Content-Type"))
+		if p.Header.Get("Content-Transfer-Encoding") == "base64" {
+			custom, _ = io.ReadAll(base64.NewDecoder(base64.StdEncoding, p))
+		}
+	}
+	if string(custom) != "#!/bin/sh\necho hello > /tmp/custom\n" {
+		t.Errorf("customData part decodes to %q", custom)
 	}
 	if len(types) != 2 || !strings.HasPrefix(types[0], "text/cloud-config") || !strings.HasPrefix(types[1], "text/x-shellscript") {
 		t.Errorf("parts %v", types)
