@@ -12,12 +12,12 @@ import (
 )
 
 func newAdminCommand(root *rootOptions) *cobra.Command {
-	cmd := groupCommand("admin", "Operator commands: subscriptions and principals")
+	cmd := groupCommand("admin", "Operator commands: subscriptions, principals and VM sizes")
 	sub := groupCommand("subscription", "Manage subscriptions (operator)")
 	sub.AddCommand(newSubCreateCommand(root), newSubListCommand(root), newSubShowCommand(root), newSubDeleteCommand(root))
 	pr := groupCommand("principal", "Manage service principals (operator)")
 	pr.AddCommand(newPrincipalCreateCommand(root), newPrincipalListCommand(root), newPrincipalShowCommand(root), newPrincipalDeleteCommand(root))
-	cmd.AddCommand(sub, pr)
+	cmd.AddCommand(sub, pr, newAdminVMSizeCommand(root))
 	return cmd
 }
 

@@ -124,7 +124,8 @@ func newRootCommand(root *rootOptions) *cobra.Command {
 		Short: "vmssctl manages virtual machine scale sets on vmssd",
 		Long: `vmssctl manages virtual machine scale sets on vmssd, the self-hosted,
 ARM-compatible scale set service. Commands mirror the Azure CLI (az vmss,
-az vm image, az group) plus operator commands (image add/delete, admin).
+az vm list-sizes, az vm image, az group) plus operator commands (image
+add/delete, admin).
 
 Connection settings come from a config file written by vmssd
 (--config, else $VMSSCTL_CONFIG, else $VMSSD_DATA_DIR/vmssctl.json, else
@@ -139,7 +140,7 @@ Connection settings come from a config file written by vmssd
 		return &usageError{msg: err.Error()}
 	})
 	root.addFlags(cmd)
-	cmd.AddCommand(newVMSSCommand(root), newImageCommand(root), newGroupCommand(root), newAdminCommand(root))
+	cmd.AddCommand(newVMSSCommand(root), newVMCommand(root), newImageCommand(root), newGroupCommand(root), newAdminCommand(root))
 	return cmd
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
 	"github.com/vmssd/vmssd/internal/artifact"
+	"github.com/vmssd/vmssd/internal/auth"
 	"github.com/vmssd/vmssd/internal/testenv"
 )
 
@@ -380,6 +381,107 @@ func TestImagesAndAdmin(t *testing.T) {
 	}
 }
 
+func TestVMSizes(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	c := newCtl(t, e)
+
+	// sizeRow finds a size in `vm list-sizes -o tsv` (nil if absent).
+	sizeRow := func(name string, args ...string) []string {
+		t.Helper()
+		for _, r := range c.tsvRows(append([]string{"vm", "list-sizes"}, args...)...) {
+			if r[0] == name {
+				return r
+			}
+		}
+		return nil
+	}
+
+	// The seeded table, through the SDK's VirtualMachineSizesClient.
+	out := c.ok("vm", "list-sizes")
+	if lines := strings.Split(out, "\n"); strings.Join(strings.Fields(lines[0]), " ") != "Name Cores MemoryMB MaxDataDisks" {
+		t.Errorf("list-sizes table:\n%s", out)
+	}
+	if r := sizeRow("Standard_A1"); !slices.Equal(r, []string{"Standard_A1", "1", "128", "2"}) {
+		t.Errorf("list-sizes Standard_A1: %v", r)
+	}
+	var sizes []*armcompute.VirtualMachineSize
+	c.json(&sizes, "vm", "list-sizes", "-l", "local")
+	if len(sizes) == 0 || str(sizes[0].Name) == "" || sizes[0].NumberOfCores == nil {
+		t.Errorf("list-sizes json: %+v", sizes)
+	}
+	if rows := c.tsvRows("vm", "list-sizes", "-l", "elsewhere"); len(rows) != 0 {
+		t.Errorf("list-sizes in another location: %v", rows)
+	}
+
+	// An operator adds a size, then replaces it.
+	var sz adminVMSize
+	c.json(&sz, "admin", "vm-size", "set", "--name", "Custom_T1", "--cores", "1", "--memory-mb", "96")
+	if sz.Name != "Custom_T1" || sz.NumberOfCores != 1 || sz.MemoryInMB != 96 {
+		t.Errorf("vm-size set: %+v", sz)
+	}
+	c.json(&sz, "admin", "vm-size", "set", "--name", "Custom_T1", "--cores", "1", "--memory-mb", "128", "--max-data-disks", "1")
+	if sz.MemoryInMB != 128 || sz.MaxDataDiskCount != 1 {
+		t.Errorf("vm-size set (update): %+v", sz)
+	}
+	if r := sizeRow("Custom_T1"); !slices.Equal(r, []string{"Custom_T1", "1", "128", "1"}) {
+		t.Errorf("list-sizes Custom_T1: %v", r)
+	}
+	var table []adminVMSize
+	c.json(&table, "admin", "vm-size", "list")
+	if !slices.ContainsFunc(table, func(s adminVMSize) bool { return s.Name == "Custom_T1" && s.MemoryInMB == 128 }) {
+		t.Errorf("vm-size list: %+v", table)
+	}
+
+	// A scale set can use it.
+	c.ok("group", "create", "-n", "rg1", "-o", "none")
+	var set armcompute.VirtualMachineScaleSet
+	c.json(&set, "vmss", "create", "-g", "rg1", "-n", "small", "--image", "vmssd:demo:guest", "--vm-sku", "Custom_T1", "--instance-count", "1")
+	if str(set.Properties.ProvisioningState) != "Succeeded" || str(set.SKU.Name) != "Custom_T1" || *set.SKU.Capacity != 1 {
+		t.Errorf("vmss create with Custom_T1: state %s sku %s", str(set.Properties.ProvisioningState), str(set.SKU.Name))
+	}
+	if vms := c.instances("rg1", "small"); len(vms) != 1 {
+		t.Errorf("small: %d instances, want 1", len(vms))
+	}
+
+	// Bad input: the server's ARM error, a non-zero exit, nothing on stdout.
+	out, errOut, code := c.run("admin", "vm-size", "set", "--name", "Custom_T2", "--cores", "0", "--memory-mb", "128")
+	if code != ExitError || out != "" || !strings.HasPrefix(errOut, "ERROR: InvalidParameter: numberOfCores must be between 1 and 64.") {
+		t.Errorf("vm-size set --cores 0: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if sizeRow("Custom_T2") != nil {
+		t.Errorf("rejected size Custom_T2 was stored")
+	}
+
+	// Tenants have no admin API.
+	c.ok("admin", "principal", "create", "--client-id", "bob", "--role", "tenant", "--subscriptions", e.Sub, "-o", "none")
+	tenant := e.IssueToken("bob", auth.RoleTenant)
+	for _, args := range [][]string{
+		{"admin", "vm-size", "list"},
+		{"admin", "vm-size", "set", "--name", "Custom_T3", "--cores", "1", "--memory-mb", "128"},
+		{"admin", "vm-size", "delete", "--name", "Custom_T1"},
+	} {
+		out, errOut, code := c.run(append(args, "--token", tenant)...)
+		if code != ExitNotFound || out != "" || !strings.HasPrefix(errOut, "ERROR: NotFound: ") {
+			t.Errorf("tenant %v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	// ... but can list the sizes.
+	if out, errOut, code := c.run("vm", "list-sizes", "--token", tenant, "-o", "tsv"); code != 0 || !strings.Contains(out, "Custom_T1\t") {
+		t.Errorf("tenant list-sizes: exit %d, %q %q", code, out, errOut)
+	}
+
+	// Delete it: gone from the table, and new scale sets cannot use it.
+	c.ok("admin", "vm-size", "delete", "--name", "Custom_T1")
+	if r := sizeRow("Custom_T1"); r != nil {
+		t.Errorf("list-sizes after delete: %v", r)
+	}
+	c.ok("admin", "vm-size", "delete", "--name", "Custom_T1") // absent: 204, still a success
+	_, errOut, code = c.run("vmss", "create", "-g", "rg1", "-n", "small2", "--image", "vmssd:demo:guest", "--vm-sku", "Custom_T1", "--instance-count", "1")
+	if code != ExitError || !strings.Contains(errOut, "ERROR: InvalidParameter: ") || !strings.Contains(errOut, "Standard_A1") {
+		t.Errorf("vmss create with a deleted size: exit %d, %q", code, errOut)
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "vmssctl.json")
 	if err := os.WriteFile(cfg, []byte(`{"endpoint":"https://127.0.0.1:1","clientId":"x","clientSecret":"y","subscription":"s"}`), 0o600); err != nil {
@@ -407,6 +509,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"image", "delete", "--urn", "a:b:c:latest"}, "explicit version"},
 		{[]string{"image", "add", "--publisher", "a", "--offer", "b", "--sku", "c", "--version", "1.0.0"}, "--file or --uri"},
 		{[]string{"admin", "principal", "create", "--client-id", "x", "--role", "root"}, "invalid choice"},
+		{[]string{"admin", "vm-size", "set", "--name", "x", "--cores", "1"}, `"memory-mb" not set`},
+		{[]string{"admin", "vm-size", "set", "--name", " ", "--cores", "1", "--memory-mb", "128"}, "--name must not be empty"},
+		{[]string{"vm", "list-sizes", "extra"}, "unrecognized arguments"},
 	} {
 		out, errOut, code := c.run(tc.args...)
 		if code != ExitUsage || out != "" || !strings.HasPrefix(errOut, "ERROR: ") || !strings.Contains(errOut, tc.want) {

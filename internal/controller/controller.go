@@ -694,13 +694,21 @@ func (c *Controller) act(ctx context.Context, set *model.ScaleSet, inst *model.I
 			_ = c.updateInstance(ctx, inst, func(r *model.Instance) { r.AppliedRestart = inst.RestartSeq })
 			return err
 		}
-		return c.updateInstance(ctx, inst, func(r *model.Instance) { r.AppliedRestart = inst.RestartSeq; r.Power = model.PowerRunning })
+		return c.updateInstance(ctx, inst, func(r *model.Instance) {
+			r.AppliedRestart, r.Power = inst.RestartSeq, model.PowerRunning
+			// A restart is also how a failed instance is retried.
+			r.ProvisioningState, r.Error = model.StateSucceeded, nil
+		})
 	case reconcile.ActStart:
 		return h.Start(ctx, inst.VMID)
 	case reconcile.ActStop:
 		return h.Stop(ctx, inst.VMID)
 	case reconcile.ActDeallocate:
 		return h.Deallocate(ctx, inst.VMID)
+	case reconcile.ActFail:
+		err := errs.New(errs.Conflict, a.Failure, "%s", a.Reason)
+		_ = c.updateInstance(ctx, inst, failed(err))
+		return err
 	case reconcile.ActSettle:
 		return c.updateInstance(ctx, inst, func(r *model.Instance) {
 			if r.ProvisioningState != model.StateFailed {

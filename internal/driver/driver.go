@@ -114,6 +114,11 @@ type Status struct {
 	// Accel says how a virtual machine is accelerated ("kvm" or "tcg");
 	// empty for drivers without virtualisation.
 	Accel string `json:"accel,omitempty"`
+	// Failure, when set, is an ARM error code saying the instance stopped
+	// because it failed (e.g. "OSProvisioningTimedOut" for a VM that did not
+	// boot in time); Message explains it. It clears when the instance is
+	// started again.
+	Failure string `json:"failure,omitempty"`
 }
 
 // ConsoleReader is implemented by drivers that capture an instance's console

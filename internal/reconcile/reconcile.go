@@ -60,6 +60,7 @@ const (
 	ActStop       ActionKind = "stop"       //
 	ActDeallocate ActionKind = "deallocate" //
 	ActSettle     ActionKind = "settle"     // no host work; mark the record Succeeded
+	ActFail       ActionKind = "fail"       // no host work; the host saw the instance fail
 )
 
 // Action is one thing to do to one instance.
@@ -70,6 +71,8 @@ type Action struct {
 	Image        model.ResolvedImage
 	ModelVersion int64
 	Reason       string
+	// Failure is the ARM error code of an ActFail.
+	Failure string
 }
 
 // Plan is the result of Compute.
@@ -227,8 +230,11 @@ func Compute(in Input) *Plan {
 		switch {
 		case needsUpgrade:
 			p.Actions = append(p.Actions, Action{Kind: ActUpgrade, InstanceID: inst.ID, Image: *upgradeImg, ModelVersion: set.ModelVersion, Reason: "model upgrade"})
-		case inst.ProvisioningState == model.StateFailed && inst.ReimageSeq <= inst.AppliedReimage:
-			// A failed instance stays failed until it is reimaged, upgraded or deleted.
+		case inst.ProvisioningState == model.StateFailed && inst.ReimageSeq <= inst.AppliedReimage && inst.RestartSeq <= inst.AppliedRestart:
+			// A failed instance stays failed until it is reimaged, restarted,
+			// upgraded or deleted.
+		case onHost && obs.Failure != "" && inst.ProvisioningState != model.StateFailed:
+			p.Actions = append(p.Actions, Action{Kind: ActFail, InstanceID: inst.ID, Failure: obs.Failure, Reason: obs.Message})
 		case !inst.Placed || !onHost:
 			p.Actions = append(p.Actions, Action{Kind: ActPlace, InstanceID: inst.ID, Reason: placeReason(inst)})
 		case inst.ReimageSeq > inst.AppliedReimage:

@@ -405,7 +405,7 @@ func checkPlan(t tb, sc scenario, p *Plan) {
 		if eligible && !sc.imageOK && p.Err == nil {
 			t.Fatalf("instance %d needs an upgrade whose image is missing, but no Err", inst.ID)
 		}
-		if inst.ProvisioningState == model.StateFailed && inst.ReimageSeq <= inst.AppliedReimage && !eligible {
+		if inst.ProvisioningState == model.StateFailed && inst.ReimageSeq <= inst.AppliedReimage && inst.RestartSeq <= inst.AppliedRestart && !eligible {
 			if k, ok := acted[inst.ID]; ok {
 				t.Fatalf("failed instance %d got %s", inst.ID, k)
 			}

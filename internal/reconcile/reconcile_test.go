@@ -962,7 +962,7 @@ func TestComputeInstanceActions(t *testing.T) {
 		{"failed instance is left alone", vm(0, state(model.StateFailed)), "", none, ""},
 		{"failed instance: no stop", vm(0, state(model.StateFailed), power(model.PowerStopped)), driver.PowerRunning, none, ""},
 		{"failed instance: no start", vm(0, state(model.StateFailed)), driver.PowerStopped, none, ""},
-		{"failed instance: no restart", vm(0, state(model.StateFailed), restart(1, 0)), "", none, ""},
+		{"failed instance: a restart retries it", vm(0, state(model.StateFailed), restart(1, 0)), "", ActRestart, ""},
 		{"failed instance: no place", vm(0, state(model.StateFailed)), "absent", none, ""},
 		{"failed instance: reimage", vm(0, state(model.StateFailed), reimage(1, 0)), "", ActReimage, ""},
 
@@ -1065,5 +1065,30 @@ func TestPlanSummary(t *testing.T) {
 				t.Errorf("Converged = %v, want %v", got, c.converged)
 			}
 		})
+	}
+}
+
+// TestComputeHostReportedFailure: an instance its host saw fail (a VM that
+// missed its boot deadline) is marked failed once, then left alone until
+// the user retries it.
+func TestComputeHostReportedFailure(t *testing.T) {
+	set := mockScaleSet(setSpec{Capacity: 1})
+	in := newInput(set, vm(0))
+	in.Observed["vm-0"] = driver.Status{ID: "vm-0", Power: driver.PowerStopped, Failure: "OSProvisioningTimedOut", Message: "boot deadline exceeded"}
+	p := Compute(in)
+	if len(p.Actions) != 1 || p.Actions[0].Kind != ActFail || p.Actions[0].Failure != "OSProvisioningTimedOut" || p.Actions[0].Reason != "boot deadline exceeded" {
+		t.Fatalf("plan %+v, want one fail action carrying the host's code and message", p.Actions)
+	}
+	// Once recorded, no start is attempted.
+	in = newInput(set, vm(0, state(model.StateFailed)))
+	in.Observed["vm-0"] = driver.Status{ID: "vm-0", Power: driver.PowerStopped, Failure: "OSProvisioningTimedOut"}
+	if p := Compute(in); len(p.Actions) != 0 {
+		t.Fatalf("failed instance got %+v", p.Actions)
+	}
+	// A restart request retries it.
+	in = newInput(set, vm(0, state(model.StateFailed), restart(1, 0)))
+	in.Observed["vm-0"] = driver.Status{ID: "vm-0", Power: driver.PowerStopped, Failure: "OSProvisioningTimedOut"}
+	if p := Compute(in); len(p.Actions) != 1 || p.Actions[0].Kind != ActRestart {
+		t.Fatalf("restart of a failed instance: %+v", p.Actions)
 	}
 }

@@ -64,6 +64,8 @@ type Options struct {
 	Listen   string
 	// HealthGrace is the Application Health grace period (default 20s).
 	HealthGrace time.Duration
+	// BootDeadline bounds VM boots (default: the server's).
+	BootDeadline time.Duration
 }
 
 // Start starts a server for the test; it is closed at cleanup (instances
@@ -85,7 +87,7 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	cfg := server.Config{
 		DataDir: o.DataDir, Listen: o.Listen, Store: o.Store, GuestBinary: os.Args[0],
-		PageSize: o.PageSize, HealthGrace: o.HealthGrace,
+		PageSize: o.PageSize, HealthGrace: o.HealthGrace, BootDeadline: o.BootDeadline,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	s, err := server.Start(context.Background(), cfg)

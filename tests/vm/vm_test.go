@@ -290,3 +290,49 @@ func TestVMMemoryOvercommitRefused(t *testing.T) {
 		t.Errorf("%d QEMU processes started for a refused VM", n)
 	}
 }
+
+// TestVMBootDeadline: a VM that does not boot within the deadline is killed
+// and its instance reported Failed with OSProvisioningTimedOut; it is not
+// restarted on its own, and a restart request retries it.
+func TestVMBootDeadline(t *testing.T) {
+	if os.Getenv("VMSSD_E2E") != "1" {
+		if _, err := os.Stat("/usr/bin/qemu-system-x86_64"); err != nil {
+			t.Skip("qemu-system-x86_64 is not installed (set VMSSD_E2E=1 to require it)")
+		}
+	}
+	a1 := vmimage.Build(t, "1.0.0", false)
+	dataDir := t.TempDir()
+	// No TCG boot of this guest takes under a second.
+	e := testenv.Start(t, testenv.Options{DataDir: dataDir, BootDeadline: time.Second})
+	publish(t, e, a1, "1.0.0")
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "slow")
+	body := testenv.VMSSBody(1, "1.0.0", "Manual")
+	body["properties"].(map[string]any)["virtualMachineProfile"].(map[string]any)["storageProfile"].(map[string]any)["imageReference"] =
+		map[string]any{"publisher": "vmssd", "offer": "linux", "sku": "tiny", "version": "1.0.0"}
+	e.Do(http.MethodPut, path, body)
+	var failed vm
+	testenv.Eventually(t, time.Minute, "the instance reported Failed", func() bool {
+		vms := list(t, e, path)
+		if len(vms) == 1 && vms[0].Properties.ProvisioningState == "Failed" {
+			failed = vms[0]
+			return true
+		}
+		return false
+	})
+	if msg := failed.status("ProvisioningState/").Code; msg != "ProvisioningState/failed" {
+		t.Errorf("status %q", msg)
+	}
+	r := e.Do(http.MethodGet, path+"/virtualMachines/0/instanceView", nil)
+	if !strings.Contains(string(r.Body), "OSProvisioningTimedOut") {
+		t.Errorf("instance view does not name OSProvisioningTimedOut: %s", r.Body)
+	}
+	// Not restarted on its own.
+	time.Sleep(3 * time.Second)
+	if n := len(qemuPIDs(filepath.Join(dataDir, "hosts", "local", "vms"))); n != 0 {
+		t.Errorf("%d QEMU processes: the failed VM was restarted", n)
+	}
+	if vms := list(t, e, path); vms[0].Properties.ProvisioningState != "Failed" {
+		t.Errorf("instance %s, want it to stay Failed", vms[0].Properties.ProvisioningState)
+	}
+}

@@ -58,6 +58,9 @@ type state struct {
 	StartTime uint64 `json:"startTime,omitempty"`
 	// Accel is how the current (or last) QEMU accelerates the guest.
 	Accel string `json:"accel,omitempty"`
+	// Failure is the ARM code of why the VM stopped by itself, if it failed
+	// (driver.Status.Failure).
+	Failure string `json:"failure,omitempty"`
 	// BootStarted is when the current QEMU was started; Booted says its
 	// guest finished booting.
 	BootStarted time.Time `json:"bootStarted,omitzero"`
@@ -79,6 +82,9 @@ func (st *state) setPower(p driver.Power, msg string) {
 		st.Since = time.Now().UTC()
 	}
 	st.Message = msg
+	if p == driver.PowerStarting || p == driver.PowerRunning {
+		st.Failure = ""
+	}
 }
 
 // opLock is a mutex whose Lock can be abandoned when a context ends.
@@ -160,6 +166,7 @@ func (in *instance) statusLocked(defaultAccel string) driver.Status {
 		Message:     in.st.Message,
 		Restarts:    in.st.Restarts,
 		Accel:       in.st.Accel,
+		Failure:     in.st.Failure,
 	}
 	if s.Accel == "" {
 		s.Accel = defaultAccel

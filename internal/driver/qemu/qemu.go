@@ -93,6 +93,10 @@ import (
 	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
+// FailureBootTimeout is the Status.Failure of a VM killed at its boot
+// deadline: Azure's code for a VM whose OS did not finish provisioning.
+const FailureBootTimeout = "OSProvisioningTimedOut"
+
 // Name is the driver's name.
 const Name = "qemu"
 

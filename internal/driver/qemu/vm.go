@@ -532,6 +532,7 @@ func (d *Driver) watch(in *instance, v *vm) {
 			msg += "; console: " + t
 		}
 		in.st.setPower(driver.PowerStopped, msg)
+		in.st.Failure = FailureBootTimeout
 		free = true
 	case in.st.Desired == driver.PowerRunning && v.shutdownReason == "guest-shutdown":
 		in.st.Desired = driver.PowerStopped
