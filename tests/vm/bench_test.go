@@ -139,15 +139,13 @@ func benchVMSS(b *testing.B, n int) {
 	art := vmimage.Build(b, "1.0.0", false)
 	dataDir := b.TempDir()
 	e := testenv.Start(b, testenv.Options{DataDir: dataDir, HealthGrace: 5 * time.Minute})
-	publishB(b, e, art)
+	publish(b, e, art, "1.0.0")
 	e.CreateRG("rg")
 	var total time.Duration
 	var pssKB int
 	for i := 0; b.Loop(); i++ {
 		path := e.VMSSPath("rg", fmt.Sprintf("b%d", i))
-		body := testenv.VMSSBody(n, "1.0.0", "Manual")
-		body["properties"].(map[string]any)["virtualMachineProfile"].(map[string]any)["storageProfile"].(map[string]any)["imageReference"] =
-			map[string]any{"publisher": "vmssd", "offer": "linux", "sku": "tiny", "version": "1.0.0"}
+		body := vmBody(n)
 		start := time.Now()
 		if r := e.Do(http.MethodPut, path, body); r.Status != http.StatusCreated {
 			b.Fatalf("create: %d %s", r.Status, r.Body)
@@ -177,19 +175,6 @@ func benchVMSS(b *testing.B, n int) {
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/healthy")
 	b.ReportMetric(float64(pssKB)/1024/float64(n), "MiB-PSS/VM")
-}
-
-func publishB(b *testing.B, e *testenv.Env, art string) {
-	data, err := os.ReadFile(art)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r := e.Do(http.MethodPost, "/providers/vmssd.Admin/artifacts?api-version="+adminAPI, data)
-	uri, _ := r.Map()["uri"].(string)
-	path := "/subscriptions/" + e.Sub + "/providers/Microsoft.Compute.Admin/locations/local/artifactTypes/platformImage/publishers/vmssd/offers/linux/skus/tiny/versions/1.0.0?api-version=" + adminAPI
-	if r := e.Do(http.MethodPut, path, map[string]any{"properties": map[string]any{"osDisk": map[string]any{"osType": "Linux", "uri": uri}}}); r.Status != http.StatusCreated {
-		b.Fatalf("publish: %d %s", r.Status, r.Body)
-	}
 }
 
 // pss is a process's proportional set size in KiB.
