@@ -156,7 +156,7 @@ func TestScriptUsage(t *testing.T) {
 func TestShellcheck(t *testing.T) {
 	shellcheck, err := exec.LookPath("shellcheck")
 	if err != nil {
-		t.Skip("shellcheck is not installed")
+		SkipOrFail(t, fmt.Errorf("shellcheck is not installed: %w", err))
 	}
 	script, err := Script()
 	if err != nil {
