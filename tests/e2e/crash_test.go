@@ -116,6 +116,7 @@ func attach(t testing.TB, dataDir, url string) *testenv.Env {
 		t.Fatal(err)
 	}
 	e := &testenv.Env{T: t, HTTP: testenv.Client(ca), Sub: server.DefaultSubscriptionID, API: "2024-11-01"}
+	e.Config.DataDir = dataDir
 	e.Server = &server.Server{URL: url}
 	e.Token = clientCredentialsToken(t, e, cc)
 	return e
@@ -201,28 +202,48 @@ func checkExact(t *testing.T, e *testenv.Env, dataDir string, n int, version str
 	}
 }
 
+// crashDuring runs vmssd as a process on a fresh data dir, lets act start
+// a long-running request, SIGKILLs vmssd after delay, restarts it on the same
+// data dir and address, and waits for the interrupted request's operation
+// to succeed. It returns a client of the restarted server and the data dir.
+func crashDuring(t *testing.T, delay time.Duration, act func(e *testenv.Env) *testenv.Response) (*testenv.Env, string) {
+	t.Helper()
+	dataDir := t.TempDir()
+	t.Cleanup(func() { testenv.KillInstances(dataDir) })
+	addr := freePort(t)
+	p := startProc(t, dataDir, addr)
+	e := attach(t, dataDir, p.url)
+	e.CreateRG("rg")
+	r := act(e)
+	time.Sleep(delay)
+	p.kill()
+
+	p = startProc(t, dataDir, addr)
+	e = attach(t, dataDir, p.url)
+	waitOp(t, e, r) // the operation started before the crash completes
+	return e, dataDir
+}
+
+// createSet creates the scale set "ss" of n healthy instances on version.
+func createSet(t *testing.T, e *testenv.Env, dataDir string, n int, version string) {
+	t.Helper()
+	waitOp(t, e, e.Do(http.MethodPut, e.VMSSPath("rg", "ss"), testenv.VMSSBody(n, version, "Manual")))
+	checkExact(t, e, dataDir, n, version)
+}
+
 // TestCrashDuringScaleOut kills vmssd with SIGKILL at several points of a
 // scale-out and restarts it on the same data dir: the final set is exactly
 // the capacity, nothing lost, duplicated or orphaned.
 func TestCrashDuringScaleOut(t *testing.T) {
 	for _, delay := range []time.Duration{0, 40 * time.Millisecond, 150 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
-			dataDir := t.TempDir()
-			t.Cleanup(func() { testenv.KillInstances(dataDir) })
-			addr := freePort(t)
-			p := startProc(t, dataDir, addr)
-			e := attach(t, dataDir, p.url)
-			e.CreateRG("rg")
-			r := e.Do(http.MethodPut, e.VMSSPath("rg", "ss"), testenv.VMSSBody(12, "latest", "Manual"))
-			if r.Status != http.StatusCreated {
-				t.Fatalf("create: %d %s", r.Status, r.Body)
-			}
-			time.Sleep(delay)
-			p.kill()
-
-			p = startProc(t, dataDir, addr)
-			e = attach(t, dataDir, p.url)
-			waitOp(t, e, r) // the operation created before the crash completes
+			e, dataDir := crashDuring(t, delay, func(e *testenv.Env) *testenv.Response {
+				r := e.Do(http.MethodPut, e.VMSSPath("rg", "ss"), testenv.VMSSBody(12, "latest", "Manual"))
+				if r.Status != http.StatusCreated {
+					t.Fatalf("create: %d %s", r.Status, r.Body)
+				}
+				return r
+			})
 			checkExact(t, e, dataDir, 12, "1.1.0")
 		})
 	}
@@ -233,24 +254,14 @@ func TestCrashDuringScaleOut(t *testing.T) {
 func TestCrashDuringManualUpgrade(t *testing.T) {
 	for _, delay := range []time.Duration{10 * time.Millisecond, 80 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
-			dataDir := t.TempDir()
-			t.Cleanup(func() { testenv.KillInstances(dataDir) })
-			addr := freePort(t)
-			p := startProc(t, dataDir, addr)
-			e := attach(t, dataDir, p.url)
-			e.CreateRG("rg")
-			waitOp(t, e, e.Do(http.MethodPut, e.VMSSPath("rg", "ss"), testenv.VMSSBody(8, "1.0.0", "Manual")))
-			checkExact(t, e, dataDir, 8, "1.0.0")
-			waitOp(t, e, e.Do(http.MethodPatch, e.VMSSPath("rg", "ss"), map[string]any{"properties": map[string]any{"virtualMachineProfile": map[string]any{
-				"storageProfile": map[string]any{"imageReference": map[string]any{"version": "1.1.0"}}}}}))
-			r := e.Do(http.MethodPost, e.VMSSPath("rg", "ss")+"/manualupgrade", map[string]any{"instanceIds": []string{"*"}})
-			mustAccepted(t, r)
-			time.Sleep(delay)
-			p.kill()
-
-			p = startProc(t, dataDir, addr)
-			e = attach(t, dataDir, p.url)
-			waitOp(t, e, r)
+			e, dataDir := crashDuring(t, delay, func(e *testenv.Env) *testenv.Response {
+				createSet(t, e, e.Config.DataDir, 8, "1.0.0")
+				waitOp(t, e, e.Do(http.MethodPatch, e.VMSSPath("rg", "ss"), map[string]any{"properties": map[string]any{"virtualMachineProfile": map[string]any{
+					"storageProfile": map[string]any{"imageReference": map[string]any{"version": "1.1.0"}}}}}))
+				r := e.Do(http.MethodPost, e.VMSSPath("rg", "ss")+"/manualupgrade", map[string]any{"instanceIds": []string{"*"}})
+				mustAccepted(t, r)
+				return r
+			})
 			checkExact(t, e, dataDir, 8, "1.1.0")
 			for _, v := range listVMs(t, e, "rg", "ss") {
 				if !v.Properties.LatestModelApplied {
@@ -266,22 +277,12 @@ func TestCrashDuringManualUpgrade(t *testing.T) {
 func TestCrashDuringDelete(t *testing.T) {
 	for _, delay := range []time.Duration{5 * time.Millisecond, 60 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
-			dataDir := t.TempDir()
-			t.Cleanup(func() { testenv.KillInstances(dataDir) })
-			addr := freePort(t)
-			p := startProc(t, dataDir, addr)
-			e := attach(t, dataDir, p.url)
-			e.CreateRG("rg")
-			waitOp(t, e, e.Do(http.MethodPut, e.VMSSPath("rg", "ss"), testenv.VMSSBody(8, "1.0.0", "Manual")))
-			checkExact(t, e, dataDir, 8, "1.0.0")
-			r := e.Do(http.MethodDelete, e.VMSSPath("rg", "ss"), nil)
-			mustAccepted(t, r)
-			time.Sleep(delay)
-			p.kill()
-
-			p = startProc(t, dataDir, addr)
-			e = attach(t, dataDir, p.url)
-			waitOp(t, e, r)
+			e, dataDir := crashDuring(t, delay, func(e *testenv.Env) *testenv.Response {
+				createSet(t, e, e.Config.DataDir, 8, "1.0.0")
+				r := e.Do(http.MethodDelete, e.VMSSPath("rg", "ss"), nil)
+				mustAccepted(t, r)
+				return r
+			})
 			if g := e.Do(http.MethodGet, e.VMSSPath("rg", "ss"), nil); g.Status != http.StatusNotFound {
 				t.Fatalf("get after delete: %d", g.Status)
 			}
