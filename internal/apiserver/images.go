@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,9 +107,7 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	switch ob := strings.ToLower(strings.TrimSpace(rc.query.Get("$orderby"))); ob {
 	case "", "name", "name asc":
 	case "name desc":
-		for i, j := 0, len(vs)-1; i < j; i, j = i+1, j-1 {
-			vs[i], vs[j] = vs[j], vs[i]
-		}
+		slices.Reverse(vs)
 	default:
 		return errs.InvalidParameter("$orderby", "The $orderby value '%s' is not supported; use 'name asc' or 'name desc'.", ob)
 	}

@@ -195,31 +195,20 @@ func (c *Controller) watch(ctx context.Context, from int64) {
 func (c *Controller) onEvent(ctx context.Context, ev store.Event) {
 	k := string(ev.KV.Key)
 	switch {
-	case hasPrefix(k, model.PrefixScaleSets):
+	case strings.HasPrefix(k, model.PrefixScaleSets):
 		c.q.Add(k[len(model.PrefixScaleSets):])
-	case hasPrefix(k, model.PrefixInstances):
+	case strings.HasPrefix(k, model.PrefixInstances):
 		rest := k[len(model.PrefixInstances):]
-		if i := lastSlash(rest); i > 0 {
+		if i := strings.LastIndexByte(rest, '/'); i > 0 {
 			c.q.Add(rest[:i])
 		}
-	case hasPrefix(k, model.PrefixImages):
+	case strings.HasPrefix(k, model.PrefixImages):
 		// A new or removed image can unblock or break scale-out: revisit
 		// every scale set.
 		c.enqueueAll(ctx)
-	case hasPrefix(k, model.PrefixResourceGroups):
+	case strings.HasPrefix(k, model.PrefixResourceGroups):
 		c.sweepResourceGroups(ctx)
 	}
-}
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
-
-func lastSlash(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '/' {
-			return i
-		}
-	}
-	return -1
 }
 
 func (c *Controller) enqueueAll(ctx context.Context) {

@@ -352,16 +352,9 @@ func (d *Driver) Close() error {
 // with ErrConflict. If QEMU cannot be started, Create returns the error but
 // the instance exists and the supervisor keeps retrying.
 func (d *Driver) Create(ctx context.Context, spec driver.Spec) (driver.Status, error) {
-	if err := validID(spec.ID); err != nil {
+	spec, img, raw, res, err := d.checkSpec("create", spec)
+	if err != nil {
 		return driver.Status{}, err
-	}
-	spec, img, raw, err := prepareSpec(spec)
-	if err != nil {
-		return driver.Status{}, fmt.Errorf("qemu: create %s: %w", spec.ID, err)
-	}
-	res, err := resolveSize(d.opts.Sizes, spec, img)
-	if err != nil {
-		return driver.Status{}, fmt.Errorf("qemu: create %s: %w", spec.ID, err)
 	}
 	in, err := d.lockOrAdd(ctx, spec.ID)
 	if err != nil {
@@ -629,21 +622,31 @@ func (d *Driver) Restart(ctx context.Context, id string) (driver.Status, error) 
 	return d.startLocked(ctx, in)
 }
 
+// checkSpec validates a spec for op ("create", "reimage"): its id, its image
+// and its size.
+func (d *Driver) checkSpec(op string, spec driver.Spec) (driver.Spec, image, []byte, resources, error) {
+	if err := validID(spec.ID); err != nil {
+		return spec, image{}, nil, resources{}, err
+	}
+	spec, img, raw, err := prepareSpec(spec)
+	if err != nil {
+		return spec, image{}, nil, resources{}, fmt.Errorf("qemu: %s %s: %w", op, spec.ID, err)
+	}
+	res, err := resolveSize(d.opts.Sizes, spec, img)
+	if err != nil {
+		return spec, image{}, nil, resources{}, fmt.Errorf("qemu: %s %s: %w", op, spec.ID, err)
+	}
+	return spec, img, raw, res, nil
+}
+
 // Reimage gives the instance a fresh disk from spec's image (possibly a new
 // one: this is how upgrades apply), updates its spec and metadata and starts
 // it, whatever its power was. The new overlay is prepared before the VM is
 // stopped, so the downtime is a shutdown, a few renames and a boot.
 func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, error) {
-	if err := validID(spec.ID); err != nil {
+	spec, img, raw, res, err := d.checkSpec("reimage", spec)
+	if err != nil {
 		return driver.Status{}, err
-	}
-	spec, img, raw, err := prepareSpec(spec)
-	if err != nil {
-		return driver.Status{}, fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
-	}
-	res, err := resolveSize(d.opts.Sizes, spec, img)
-	if err != nil {
-		return driver.Status{}, fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
 	}
 	in, err := d.lockInstance(ctx, spec.ID)
 	if err != nil {
