@@ -20,6 +20,10 @@ import (
 // artifact (bad gzip or tar, bad manifest, forbidden entry, size limit).
 var ErrInvalid = errors.New("artifact: invalid artifact")
 
+// ErrTooLarge is wrapped, besides ErrInvalid, by the errors about a size
+// limit: the artifact, its unpacked files or its disk's virtual size.
+var ErrTooLarge = errors.New("artifact: too large")
+
 // Limits bounds what a Store accepts. Zero fields take the DefaultLimits
 // value.
 type Limits struct {
@@ -30,6 +34,9 @@ type Limits struct {
 	MaxUnpackedBytes int64
 	// MaxEntries bounds the number of tar entries.
 	MaxEntries int
+	// MaxDiskBytes bounds the virtual size of a virtual machine image's
+	// disk (what each instance's overlay may grow to).
+	MaxDiskBytes int64
 }
 
 // DefaultLimits returns the limits Open uses.
@@ -38,6 +45,7 @@ func DefaultLimits() Limits {
 		MaxArtifactBytes: 4 << 30,
 		MaxUnpackedBytes: 16 << 30,
 		MaxEntries:       200_000,
+		MaxDiskBytes:     1 << 40,
 	}
 }
 
@@ -51,6 +59,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxEntries <= 0 {
 		l.MaxEntries = d.MaxEntries
+	}
+	if l.MaxDiskBytes <= 0 {
+		l.MaxDiskBytes = d.MaxDiskBytes
 	}
 	return l
 }
@@ -86,7 +97,8 @@ type entry struct {
 }
 
 // walkArchive reads the gzip-compressed tar artifact from r, validates it and
-// returns its manifest and the manifest's raw bytes. visit, if not nil, is
+// returns its manifest, the manifest's raw bytes and the sum of the sizes of
+// its files (what unpacking it costs, manifest excluded). visit, if not nil, is
 // called for every rootfs entry in archive order, with the file's content for
 // files; it runs before the archive is known to be entirely valid, so it
 // must only act in a scratch place that the caller discards on error.
@@ -98,10 +110,10 @@ type entry struct {
 // symlinks, stay inside rootfs; sizes within lim; nothing but zeros after the
 // end of the tar stream; the files a qemu manifest names are regular files
 // of the rootfs.
-func walkArchive(ctx context.Context, r io.Reader, lim Limits, visit func(e entry, content io.Reader) error) (Manifest, []byte, error) {
+func walkArchive(ctx context.Context, r io.Reader, lim Limits, visit func(e entry, content io.Reader) error) (Manifest, []byte, int64, error) {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
-		return Manifest{}, nil, fmt.Errorf("%w: not gzip: %w", ErrInvalid, err)
+		return Manifest{}, nil, 0, fmt.Errorf("%w: not gzip: %w", ErrInvalid, err)
 	}
 	defer zr.Close()
 	stream := &boundedReader{ctx: ctx, r: zr, max: lim.MaxUnpackedBytes}
@@ -117,18 +129,18 @@ func walkArchive(ctx context.Context, r io.Reader, lim Limits, visit func(e entr
 	)
 	for {
 		if err := ctx.Err(); err != nil {
-			return Manifest{}, nil, err
+			return Manifest{}, nil, 0, err
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return Manifest{}, nil, stream.wrap(fmt.Errorf("%w: read tar: %w", ErrInvalid, err))
+			return Manifest{}, nil, 0, stream.wrap(fmt.Errorf("%w: read tar: %w", ErrInvalid, err))
 		}
 		entries++
 		if entries > lim.MaxEntries {
-			return Manifest{}, nil, fmt.Errorf("%w: more than %d entries", ErrInvalid, lim.MaxEntries)
+			return Manifest{}, nil, 0, fmt.Errorf("%w: more than %d entries", ErrInvalid, lim.MaxEntries)
 		}
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue // PAX global header (git archive writes one): no file
@@ -142,55 +154,55 @@ func walkArchive(ctx context.Context, r io.Reader, lim Limits, visit func(e entr
 		case tar.TypeSymlink:
 			kind = kindSymlink
 		default:
-			return Manifest{}, nil, fmt.Errorf("%w: entry %q: type %q not allowed (only regular files, directories and symlinks)",
+			return Manifest{}, nil, 0, fmt.Errorf("%w: entry %q: type %q not allowed (only regular files, directories and symlinks)",
 				ErrInvalid, truncate(hdr.Name), hdr.Typeflag)
 		}
 		name, err := cleanEntryName(hdr.Name, kind)
 		if err != nil {
-			return Manifest{}, nil, err
+			return Manifest{}, nil, 0, err
 		}
 		if name == "" {
 			if kind != kindDir {
-				return Manifest{}, nil, fmt.Errorf("%w: entry %q: the archive root must be a directory", ErrInvalid, truncate(hdr.Name))
+				return Manifest{}, nil, 0, fmt.Errorf("%w: entry %q: the archive root must be a directory", ErrInvalid, truncate(hdr.Name))
 			}
 			continue // "./"
 		}
 		if err := register(seen, name, kind); err != nil {
-			return Manifest{}, nil, err
+			return Manifest{}, nil, 0, err
 		}
 
 		if name == ManifestFile {
 			if kind != kindFile {
-				return Manifest{}, nil, fmt.Errorf("%w: %s must be a regular file", ErrInvalid, ManifestFile)
+				return Manifest{}, nil, 0, fmt.Errorf("%w: %s must be a regular file", ErrInvalid, ManifestFile)
 			}
 			if hdr.Size > maxManifestBytes {
-				return Manifest{}, nil, fmt.Errorf("%w: %s is %d bytes (max %d)", ErrInvalid, ManifestFile, hdr.Size, maxManifestBytes)
+				return Manifest{}, nil, 0, fmt.Errorf("%w: %s is %d bytes (max %d)", ErrInvalid, ManifestFile, hdr.Size, maxManifestBytes)
 			}
 			manifestData, err = io.ReadAll(tr)
 			if err != nil {
-				return Manifest{}, nil, stream.wrap(fmt.Errorf("%w: read %s: %w", ErrInvalid, ManifestFile, err))
+				return Manifest{}, nil, 0, stream.wrap(fmt.Errorf("%w: read %s: %w", ErrInvalid, ManifestFile, err))
 			}
 			haveManifest = true
 			continue
 		}
 		if name != RootfsDir && !strings.HasPrefix(name, RootfsDir+"/") {
-			return Manifest{}, nil, fmt.Errorf("%w: entry %q: only %s and %s/ may be in an artifact", ErrInvalid, truncate(name), ManifestFile, RootfsDir)
+			return Manifest{}, nil, 0, fmt.Errorf("%w: entry %q: only %s and %s/ may be in an artifact", ErrInvalid, truncate(name), ManifestFile, RootfsDir)
 		}
 		if name == RootfsDir && kind != kindDir {
-			return Manifest{}, nil, fmt.Errorf("%w: %s must be a directory", ErrInvalid, RootfsDir)
+			return Manifest{}, nil, 0, fmt.Errorf("%w: %s must be a directory", ErrInvalid, RootfsDir)
 		}
 
 		e := entry{name: name, kind: kind, perm: fs.FileMode(hdr.Mode) & fs.ModePerm}
 		switch kind {
 		case kindFile:
 			if hdr.Size > lim.MaxUnpackedBytes-total {
-				return Manifest{}, nil, fmt.Errorf("%w: entry %q: %d bytes: files exceed %d bytes", ErrInvalid, truncate(name), hdr.Size, lim.MaxUnpackedBytes)
+				return Manifest{}, nil, 0, fmt.Errorf("%w: %w: entry %q: %d bytes: unpacked files exceed %d bytes", ErrInvalid, ErrTooLarge, truncate(name), hdr.Size, lim.MaxUnpackedBytes)
 			}
 			total += hdr.Size
 			e.size = hdr.Size
 		case kindSymlink:
 			if err := checkLinkTarget(name, hdr.Linkname); err != nil {
-				return Manifest{}, nil, err
+				return Manifest{}, nil, 0, err
 			}
 			e.target = hdr.Linkname
 			links[strings.TrimPrefix(name, RootfsDir+"/")] = hdr.Linkname
@@ -201,27 +213,27 @@ func walkArchive(ctx context.Context, r io.Reader, lim Limits, visit func(e entr
 				content = tr
 			}
 			if err := visit(e, content); err != nil {
-				return Manifest{}, nil, stream.wrap(err)
+				return Manifest{}, nil, 0, stream.wrap(err)
 			}
 		}
 	}
 
 	if !haveManifest {
-		return Manifest{}, nil, fmt.Errorf("%w: no %s", ErrInvalid, ManifestFile)
+		return Manifest{}, nil, 0, fmt.Errorf("%w: no %s", ErrInvalid, ManifestFile)
 	}
 	m, err := ParseManifest(manifestData)
 	if err != nil {
-		return Manifest{}, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return Manifest{}, nil, 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := checkLinks(links); err != nil {
-		return Manifest{}, nil, err
+		return Manifest{}, nil, 0, err
 	}
 	if m.QEMU != nil {
 		// A VM image must hold what it boots, as regular files (not
 		// symlinks: the driver hands these paths to QEMU as they are).
 		for _, f := range m.QEMU.Files() {
 			if seen[RootfsDir+"/"+f] != kindFile {
-				return Manifest{}, nil, fmt.Errorf("%w: the manifest names %s/%s, which is not a regular file in the archive",
+				return Manifest{}, nil, 0, fmt.Errorf("%w: the manifest names %s/%s, which is not a regular file in the archive",
 					ErrInvalid, RootfsDir, truncate(f))
 			}
 		}
@@ -229,9 +241,9 @@ func walkArchive(ctx context.Context, r io.Reader, lim Limits, visit func(e entr
 	// Only zero padding may follow the tar end marker; reading to the end
 	// also makes gzip verify its checksum and reject trailing garbage.
 	if err := drainZeros(stream); err != nil {
-		return Manifest{}, nil, stream.wrap(err)
+		return Manifest{}, nil, 0, stream.wrap(err)
 	}
-	return m, manifestData, nil
+	return m, manifestData, total, nil
 }
 
 // cleanEntryName returns the canonical form of a tar entry name: without a
@@ -474,7 +486,7 @@ func (b *boundedReader) wrap(err error) error {
 	case b.err == nil:
 		return err
 	case errors.Is(b.err, errStreamTooLarge):
-		return fmt.Errorf("%w: uncompressed archive exceeds %d bytes", ErrInvalid, b.max)
+		return fmt.Errorf("%w: %w: uncompressed archive exceeds %d bytes", ErrInvalid, ErrTooLarge, b.max)
 	default:
 		return b.err
 	}

@@ -44,7 +44,7 @@ func TestBuildDemoContent(t *testing.T) {
 		t.Run(tt.opts.Version, func(t *testing.T) {
 			files := map[string]string{}
 			var names []string
-			m, _, err := walkArchive(context.Background(), bytes.NewReader(demo(t, tt.opts)), DefaultLimits(),
+			m, _, _, err := walkArchive(context.Background(), bytes.NewReader(demo(t, tt.opts)), DefaultLimits(),
 				func(e entry, content io.Reader) error {
 					names = append(names, e.name)
 					data, err := io.ReadAll(content)

@@ -42,9 +42,14 @@ type Store struct {
 	dir    string
 	limits Limits
 
+	// qemuImg is the qemu-img binary that inspects disks ("": looked up
+	// in PATH when needed).
+	qemuImg string
+
 	mu        sync.Mutex
 	locks     map[Digest]*digestLock
 	manifests map[Digest]Manifest
+	stats     map[Digest]Stats
 }
 
 type digestLock struct {
@@ -69,6 +74,7 @@ func OpenWithLimits(dir string, lim Limits) (*Store, error) {
 		limits:    lim.withDefaults(),
 		locks:     map[Digest]*digestLock{},
 		manifests: map[Digest]Manifest{},
+		stats:     map[Digest]Stats{},
 	}
 	for _, d := range []string{s.blobDir(), s.imageDir(), s.tmpDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -109,14 +115,71 @@ func (s *Store) removeStaleTemp(before time.Time) error {
 	return nil
 }
 
+// ImportOptions bound one import further than the store's Limits.
+type ImportOptions struct {
+	// MaxUnpackedBytes bounds the sum of the sizes of the artifact's files
+	// (0: the store's Limits.MaxUnpackedBytes; never more than it).
+	MaxUnpackedBytes int64
+	// MaxDiskBytes bounds the virtual size of a virtual machine image's
+	// disk (0: the store's Limits.MaxDiskBytes; never more than it).
+	MaxDiskBytes int64
+}
+
+// Imported describes an imported artifact.
+type Imported struct {
+	Digest Digest
+	// Size is the artifact's size in bytes (compressed).
+	Size int64
+	// Stats are what it costs unpacked.
+	Stats
+	Manifest Manifest
+}
+
+// Stats are the sizes of an artifact once unpacked.
+type Stats struct {
+	// UnpackedBytes is the sum of the sizes of its files (manifest
+	// excluded): what unpacking it costs, and what storage quotas count.
+	UnpackedBytes int64
+	// DiskVirtualBytes is the virtual size of a virtual machine image's
+	// disk (0 without one): what each instance's overlay may grow to.
+	DiskVirtualBytes int64
+}
+
 // Import reads an artifact from r, validates it and stores it. It returns
 // the artifact's digest and size. Importing bytes the store already holds is
 // a no-op that returns the same digest. Invalid artifacts are refused with an
 // error wrapping ErrInvalid and leave nothing behind.
 func (s *Store) Import(ctx context.Context, r io.Reader) (Digest, int64, error) {
+	im, err := s.ImportWith(ctx, r, ImportOptions{})
+	return im.Digest, im.Size, err
+}
+
+// limitsFor returns the store's limits lowered by opts.
+func (s *Store) limitsFor(opts ImportOptions) Limits {
+	lim := s.limits
+	if opts.MaxUnpackedBytes > 0 {
+		lim.MaxUnpackedBytes = min(lim.MaxUnpackedBytes, opts.MaxUnpackedBytes)
+	}
+	if opts.MaxDiskBytes > 0 {
+		lim.MaxDiskBytes = min(lim.MaxDiskBytes, opts.MaxDiskBytes)
+	}
+	return lim
+}
+
+// ImportWith is Import with per-import bounds; it also returns the
+// artifact's unpacked sizes and manifest. Unpacked bytes are counted while
+// the archive is read, so an archive that unpacks beyond the bound (a "zip
+// bomb") is refused early, with an error wrapping ErrTooLarge and
+// ErrInvalid, and leaves nothing behind. A virtual machine image's disk is
+// inspected with qemu-img (see ParseDiskInfo): a disk naming a backing file
+// or an external data file, of another format than the manifest's, or of a
+// virtual size beyond the bound is refused. Importing an artifact the store
+// holds checks it against the bounds and marks it used (see Touch).
+func (s *Store) ImportWith(ctx context.Context, r io.Reader, opts ImportOptions) (Imported, error) {
+	lim := s.limitsFor(opts)
 	f, err := os.CreateTemp(s.tmpDir(), "import-*")
 	if err != nil {
-		return "", 0, fmt.Errorf("artifact: import: %w", err)
+		return Imported{}, fmt.Errorf("artifact: import: %w", err)
 	}
 	tmp := f.Name()
 	defer func() {
@@ -131,45 +194,220 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (Digest, int64, error) 
 	n, err := io.Copy(io.MultiWriter(f, h), src)
 	if err != nil {
 		if errors.Is(err, errStreamTooLarge) {
-			return "", 0, fmt.Errorf("%w: artifact exceeds %d bytes", ErrInvalid, s.limits.MaxArtifactBytes)
+			return Imported{}, fmt.Errorf("%w: %w: artifact exceeds %d bytes", ErrInvalid, ErrTooLarge, s.limits.MaxArtifactBytes)
 		}
-		return "", 0, fmt.Errorf("artifact: import: %w", err)
+		return Imported{}, fmt.Errorf("artifact: import: %w", err)
 	}
 	d := digestFromHash(h)
 	if s.Has(d) {
-		return d, n, nil // same bytes, already validated
+		// Same bytes, already validated: check them against this
+		// import's bounds.
+		st, err := s.Stats(ctx, d)
+		if err != nil {
+			return Imported{}, err
+		}
+		if err := st.check(lim); err != nil {
+			return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)
+		}
+		m, err := s.Manifest(ctx, d)
+		if err != nil {
+			return Imported{}, err
+		}
+		if err := s.Touch(ctx, d); err != nil {
+			return Imported{}, err
+		}
+		return Imported{Digest: d, Size: n, Stats: st, Manifest: m}, nil
 	}
 
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", 0, fmt.Errorf("artifact: import: %w", err)
-	}
-	m, _, err := walkArchive(ctx, f, s.limits, nil)
+	m, st, err := s.validate(ctx, f, lim)
 	if err != nil {
-		return "", 0, fmt.Errorf("artifact: import %s: %w", d, err)
+		return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)
 	}
 	if runtime.GOOS != "windows" {
 		if err := f.Chmod(0o444); err != nil {
-			return "", 0, fmt.Errorf("artifact: import %s: %w", d, err)
+			return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return "", 0, fmt.Errorf("artifact: import %s: %w", d, err)
+		return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)
 	}
 	err = f.Close()
 	f = nil
 	if err != nil {
-		return "", 0, fmt.Errorf("artifact: import %s: %w", d, err)
+		return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)
 	}
+	unlock, err := s.lock(ctx, d)
+	if err != nil {
+		return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)
+	}
+	defer unlock()
 	if err := os.Rename(tmp, s.blobPath(d)); err != nil {
-		return "", 0, fmt.Errorf("artifact: import %s: %w", d, err)
+		return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)
 	}
 	if err := syncDir(s.blobDir()); err != nil {
-		return "", 0, fmt.Errorf("artifact: import %s: %w", d, err)
+		return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)
 	}
 	s.mu.Lock()
 	s.manifests[d] = m
+	s.stats[d] = st
 	s.mu.Unlock()
-	return d, n, nil
+	return Imported{Digest: d, Size: n, Stats: st, Manifest: m}, nil
+}
+
+func (st Stats) check(lim Limits) error {
+	if st.UnpackedBytes > lim.MaxUnpackedBytes {
+		return fmt.Errorf("%w: %w: unpacked files are %d bytes, more than %d", ErrInvalid, ErrTooLarge, st.UnpackedBytes, lim.MaxUnpackedBytes)
+	}
+	if st.DiskVirtualBytes > lim.MaxDiskBytes {
+		return fmt.Errorf("%w: %w: disk: virtual size %d bytes exceeds %d bytes", ErrInvalid, ErrTooLarge, st.DiskVirtualBytes, lim.MaxDiskBytes)
+	}
+	return nil
+}
+
+// validate reads the artifact in f from its start, validates it within lim
+// and returns its manifest and sizes. A virtual machine image's disk is
+// extracted into tmp/ (a second pass: the manifest may follow the files)
+// and inspected.
+func (s *Store) validate(ctx context.Context, f io.ReadSeeker, lim Limits) (Manifest, Stats, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Manifest{}, Stats{}, err
+	}
+	m, _, total, err := walkArchive(ctx, f, lim, nil)
+	if err != nil {
+		return Manifest{}, Stats{}, err
+	}
+	st := Stats{UnpackedBytes: total}
+	if m.QEMU == nil || m.QEMU.Disk == "" {
+		return m, st, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Manifest{}, Stats{}, err
+	}
+	disk, err := os.CreateTemp(s.tmpDir(), "disk-*")
+	if err != nil {
+		return Manifest{}, Stats{}, err
+	}
+	defer os.Remove(disk.Name())
+	defer disk.Close()
+	want := RootfsDir + "/" + m.QEMU.Disk
+	_, _, _, err = walkArchive(ctx, f, lim, func(e entry, content io.Reader) error {
+		if e.name != want || e.kind != kindFile {
+			return nil
+		}
+		_, err := io.Copy(disk, content)
+		return err
+	})
+	if err != nil {
+		return Manifest{}, Stats{}, err
+	}
+	if err := disk.Close(); err != nil {
+		return Manifest{}, Stats{}, err
+	}
+	info, err := inspectDisk(ctx, s.qemuImg, disk.Name(), m.QEMU.Format(), lim.MaxDiskBytes)
+	if err != nil {
+		return Manifest{}, Stats{}, err
+	}
+	st.DiskVirtualBytes = info.VirtualSize
+	return m, st, nil
+}
+
+// Stats returns the unpacked sizes of the stored artifact d (computed once
+// by reading it, then remembered).
+func (s *Store) Stats(ctx context.Context, d Digest) (Stats, error) {
+	if err := d.Validate(); err != nil {
+		return Stats{}, err
+	}
+	s.mu.Lock()
+	st, ok := s.stats[d]
+	s.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	f, err := os.Open(s.blobPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Stats{}, fmt.Errorf("artifact: stats of %s: %w", d, ErrNotFound)
+	}
+	if err != nil {
+		return Stats{}, fmt.Errorf("artifact: stats of %s: %w", d, err)
+	}
+	defer f.Close()
+	m, st, err := s.validate(ctx, f, s.limits)
+	if err != nil {
+		return Stats{}, fmt.Errorf("artifact: stats of %s: %w", d, err)
+	}
+	s.mu.Lock()
+	s.manifests[d] = m
+	s.stats[d] = st
+	s.mu.Unlock()
+	return st, nil
+}
+
+// Touch marks the stored artifact d as used now (its blob's modification
+// time), which keeps Collect from deleting it for the grace period; it
+// fails with ErrNotFound when the store no longer holds d. Touch and
+// Collect exclude each other, so an artifact a caller touched is either
+// kept or was already gone.
+func (s *Store) Touch(ctx context.Context, d Digest) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	unlock, err := s.lock(ctx, d)
+	if err != nil {
+		return fmt.Errorf("artifact: touch %s: %w", d, err)
+	}
+	defer unlock()
+	now := time.Now()
+	if err := os.Chtimes(s.blobPath(d), now, now); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("artifact: touch %s: %w", d, ErrNotFound)
+		}
+		return fmt.Errorf("artifact: touch %s: %w", d, err)
+	}
+	return nil
+}
+
+// Collect deletes every stored artifact that was not used (imported or
+// touched) since before and that keep does not claim. keep is asked under
+// the artifact's lock, after the use time was checked, so an artifact
+// touched concurrently is never deleted. It returns the deleted digests.
+func (s *Store) Collect(ctx context.Context, before time.Time, keep func(Digest) bool) ([]Digest, error) {
+	ds, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []Digest
+	for _, d := range ds {
+		gone, err := s.collectOne(ctx, d, before, keep)
+		if err != nil {
+			return deleted, err
+		}
+		if gone {
+			deleted = append(deleted, d)
+		}
+	}
+	return deleted, nil
+}
+
+func (s *Store) collectOne(ctx context.Context, d Digest, before time.Time, keep func(Digest) bool) (bool, error) {
+	unlock, err := s.lock(ctx, d)
+	if err != nil {
+		return false, fmt.Errorf("artifact: collect %s: %w", d, err)
+	}
+	defer unlock()
+	fi, err := os.Lstat(s.blobPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("artifact: collect %s: %w", d, err)
+	}
+	if !fi.ModTime().Before(before) || keep(d) {
+		return false, nil
+	}
+	if err := s.deleteLocked(d); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // ImportFile imports the artifact in the file at name (see Import).
@@ -264,7 +502,7 @@ func (s *Store) Manifest(ctx context.Context, d Digest) (Manifest, error) {
 			return Manifest{}, err
 		}
 		defer rc.Close()
-		m, _, err = walkArchive(ctx, rc, s.limits, nil)
+		m, _, _, err = walkArchive(ctx, rc, s.limits, nil)
 		if err == nil {
 			_, err = io.Copy(io.Discard, rc) // the digest check
 		}
@@ -345,7 +583,7 @@ func (s *Store) unpack(ctx context.Context, d Digest, dst string) (err error) {
 
 	x := &extractor{root: rootfs, dirs: map[string]bool{".": true}}
 	h := sha256.New()
-	m, manifest, err := walkArchive(ctx, io.TeeReader(f, h), s.limits, x.extract)
+	m, manifest, total, err := walkArchive(ctx, io.TeeReader(f, h), s.limits, x.extract)
 	if err != nil {
 		// A blob that fails validation now was valid when imported: say
 		// so if its bytes changed.
@@ -361,6 +599,24 @@ func (s *Store) unpack(ctx context.Context, d Digest, dst string) (err error) {
 	}
 	if got := digestFromHash(h); got != d {
 		return fmt.Errorf("%w: read %s", ErrCorrupt, got)
+	}
+	st := Stats{UnpackedBytes: total}
+	if q := m.QEMU; q != nil {
+		// A blob imported before disks were inspected is inspected now.
+		if q.Disk != "" {
+			info, err := inspectDisk(ctx, s.qemuImg, filepath.Join(tmp, RootfsDir, filepath.FromSlash(q.Disk)), q.Format(), s.limits.MaxDiskBytes)
+			if err != nil {
+				return err
+			}
+			st.DiskVirtualBytes = info.VirtualSize
+		}
+		// QEMU may run as another, unprivileged user: what it boots is
+		// readable by everyone (and written by no one).
+		for _, name := range q.Files() {
+			if err := rootfs.Chmod(name, 0o444); err != nil {
+				return err
+			}
+		}
 	}
 	if err := writeFileSync(root, ManifestFile, manifest); err != nil {
 		return err
@@ -383,6 +639,7 @@ func (s *Store) unpack(ctx context.Context, d Digest, dst string) (err error) {
 	}
 	s.mu.Lock()
 	s.manifests[d] = m
+	s.stats[d] = st
 	s.mu.Unlock()
 	return nil
 }
@@ -399,8 +656,14 @@ func (s *Store) Delete(ctx context.Context, d Digest) error {
 		return fmt.Errorf("artifact: delete %s: %w", d, err)
 	}
 	defer unlock()
+	return s.deleteLocked(d)
+}
+
+// deleteLocked deletes d; the caller holds d's lock.
+func (s *Store) deleteLocked(d Digest) error {
 	s.mu.Lock()
 	delete(s.manifests, d)
+	delete(s.stats, d)
 	s.mu.Unlock()
 
 	// Move the image out of images/ first so that a half-deleted directory

@@ -1,0 +1,156 @@
+package artifact
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// DiskInfo is what vmssd keeps of `qemu-img info` for one image of a disk's
+// chain.
+type DiskInfo struct {
+	Format      string `json:"format"`
+	VirtualSize int64  `json:"virtual-size"`
+	// BackingFilename and FullBackingFilename name the image's backing
+	// file, if its header has one.
+	BackingFilename     string `json:"backing-filename"`
+	FullBackingFilename string `json:"full-backing-filename"`
+	BackingFormat       string `json:"backing-filename-format"`
+	FormatSpecific      *struct {
+		Type string `json:"type"`
+		Data struct {
+			// DataFile is a qcow2 external data file.
+			DataFile string `json:"data-file"`
+			Corrupt  bool   `json:"corrupt"`
+		} `json:"data"`
+	} `json:"format-specific"`
+}
+
+// ParseDiskInfo checks the output of
+// `qemu-img info --output=json --backing-chain -f <declared> <disk>` for a
+// disk whose manifest declares format declared (DiskFormatQCOW2 or
+// DiskFormatRaw): exactly one image (no backing chain), of the declared
+// format, with no backing file, no external data file, not marked corrupt,
+// and a virtual size of at most maxVirtual bytes (0: no bound). Errors wrap
+// ErrInvalid; a virtual size beyond maxVirtual also wraps ErrTooLarge.
+func ParseDiskInfo(out []byte, declared string, maxVirtual int64) (DiskInfo, error) {
+	bad := func(format string, args ...any) (DiskInfo, error) {
+		return DiskInfo{}, fmt.Errorf("%w: disk: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	}
+	switch declared {
+	case DiskFormatQCOW2, DiskFormatRaw:
+	default:
+		return bad("format %q: only %s and %s disks are accepted", truncate(declared), DiskFormatQCOW2, DiskFormatRaw)
+	}
+	var chain []DiskInfo
+	out = bytes.TrimSpace(out)
+	if len(out) > 0 && out[0] == '{' { // qemu-img without --backing-chain
+		out = append(append([]byte{'['}, out...), ']')
+	}
+	if err := json.Unmarshal(out, &chain); err != nil {
+		return bad("cannot read qemu-img's description: %v", err)
+	}
+	if len(chain) == 0 {
+		return bad("qemu-img described no image")
+	}
+	for _, img := range chain {
+		if img.BackingFilename != "" || img.FullBackingFilename != "" || img.BackingFormat != "" {
+			return bad("it names a backing file (%q): disks must be self-contained", truncate(cmpOr(img.BackingFilename, img.FullBackingFilename)))
+		}
+		if fs := img.FormatSpecific; fs != nil && fs.Data.DataFile != "" {
+			return bad("it names an external data file (%q): disks must be self-contained", truncate(fs.Data.DataFile))
+		}
+	}
+	if len(chain) > 1 {
+		return bad("it has a backing chain of %d images: disks must be self-contained", len(chain))
+	}
+	img := chain[0]
+	switch img.Format {
+	case DiskFormatQCOW2, DiskFormatRaw:
+	default:
+		return bad("format %q: only %s and %s disks are accepted", truncate(img.Format), DiskFormatQCOW2, DiskFormatRaw)
+	}
+	if img.Format != declared {
+		return bad("the manifest says %s but the disk is %s", declared, img.Format)
+	}
+	if fs := img.FormatSpecific; fs != nil && fs.Data.Corrupt {
+		return bad("the qcow2 image is marked corrupt")
+	}
+	if img.VirtualSize < 0 {
+		return bad("negative virtual size %d", img.VirtualSize)
+	}
+	if maxVirtual > 0 && img.VirtualSize > maxVirtual {
+		return DiskInfo{}, fmt.Errorf("%w: %w: disk: virtual size %d bytes exceeds %d bytes", ErrInvalid, ErrTooLarge, img.VirtualSize, maxVirtual)
+	}
+	return img, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// diskInspectTimeout bounds one qemu-img info.
+const diskInspectTimeout = 30 * time.Second
+
+// ErrNoQEMUImg is wrapped when a disk cannot be inspected because qemu-img
+// is not installed. It also wraps ErrInvalid: the image is refused.
+var ErrNoQEMUImg = errors.New("qemu-img is not installed: virtual machine disks cannot be checked on this host")
+
+// inspectDisk runs qemu-img info on the disk at path (a file of vmssd's own,
+// not yet visible to anything) and checks it with ParseDiskInfo.
+func inspectDisk(ctx context.Context, qemuImg, path, declared string, maxVirtual int64) (DiskInfo, error) {
+	if qemuImg == "" {
+		p, err := exec.LookPath("qemu-img")
+		if err != nil {
+			return DiskInfo{}, fmt.Errorf("%w: %w", ErrInvalid, ErrNoQEMUImg)
+		}
+		qemuImg = p
+	}
+	switch declared {
+	case DiskFormatQCOW2, DiskFormatRaw:
+	default: // never hand qemu-img a format name from outside
+		return ParseDiskInfo(nil, declared, maxVirtual)
+	}
+	ctx, cancel := context.WithTimeout(ctx, diskInspectTimeout)
+	defer cancel()
+	// The format is given: qemu-img never probes. --backing-chain reports
+	// whatever a header would chain to.
+	cmd := exec.CommandContext(ctx, qemuImg, "info", "--output=json", "--backing-chain", "-U", "-f", declared, "--", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &limitedBuffer{buf: &stdout, max: 1 << 20}
+	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 4 << 10}
+	cmd.Env = []string{"LC_ALL=C", "PATH=" + os.Getenv("PATH")}
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return DiskInfo{}, fmt.Errorf("artifact: inspect disk: %w", ctx.Err())
+		}
+		msg := strings.TrimSpace(strings.ReplaceAll(stderr.String(), path, "disk"))
+		return DiskInfo{}, fmt.Errorf("%w: disk: qemu-img cannot read it as %s: %s", ErrInvalid, declared, truncate(msg))
+	}
+	return ParseDiskInfo(stdout.Bytes(), declared, maxVirtual)
+}
+
+// limitedBuffer keeps at most max bytes and discards the rest.
+type limitedBuffer struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.buf.Len(); room > 0 {
+		l.buf.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*limitedBuffer)(nil)
