@@ -80,13 +80,14 @@ func (s *Server) instanceViewOf(inst *model.Instance) *armcompute.VirtualMachine
 		since = &t
 	}
 	hs := status("HealthState/"+strings.ToLower(string(health)), "The VM is "+strings.ToLower(string(health)), armcompute.StatusLevelTypesInfo, since)
-	if health == host.HealthUnhealthy {
+	switch {
+	case health == host.HealthUnhealthy:
+		// The probe's error, not what an earlier answer said.
 		hs.Level = ptr(armcompute.StatusLevelTypesWarning)
 		if obs.ProbeErr != "" {
 			hs.Message = ptr(obs.ProbeErr)
 		}
-	}
-	if ok && obs.Version != "" {
+	case ok && obs.Version != "":
 		hs.Message = ptr("imageVersion=" + obs.Version)
 	}
 	iv.VMHealth = &armcompute.VirtualMachineHealthStatus{Status: hs}

@@ -8,11 +8,8 @@ package host
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -69,7 +66,7 @@ type Options struct {
 type Host struct {
 	opts   Options
 	drv    driver.Driver
-	client *http.Client
+	prober *prober
 	mu     sync.Mutex
 	obs    map[string]*Observed
 	ready  chan struct{}
@@ -96,7 +93,7 @@ func New(drv driver.Driver, opts Options) *Host {
 	}
 	return &Host{
 		opts: opts, drv: drv, obs: map[string]*Observed{}, ready: make(chan struct{}),
-		client: &http.Client{Timeout: time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableKeepAlives: false}},
+		prober: newProber(probeTimeout),
 	}
 }
 
@@ -173,68 +170,6 @@ func (h *Host) due(now time.Time) []probeTarget {
 		out = append(out, probeTarget{id, o.HealthURL})
 	}
 	return out
-}
-
-type healthBody struct {
-	Status       string `json:"status"`
-	ImageVersion string `json:"imageVersion"`
-}
-
-func (h *Host) probe(ctx context.Context, id, url string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return
-	}
-	ok, version, perr := false, "", ""
-	resp, err := h.client.Do(req)
-	if err != nil {
-		perr = err.Error()
-	} else {
-		var b healthBody
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&b)
-		_ = resp.Body.Close()
-		ok = resp.StatusCode == http.StatusOK
-		version = b.ImageVersion
-		if !ok {
-			perr = resp.Status
-		}
-	}
-	now := time.Now()
-	changed := false
-	h.mu.Lock()
-	o := h.obs[id]
-	if o == nil || o.HealthURL != url {
-		h.mu.Unlock()
-		return
-	}
-	prev, prevVersion, prevErr := o.Health, o.Version, o.ProbeErr
-	o.LastProbe, o.ProbeErr = now, perr
-	if version != "" {
-		o.Version = version
-	}
-	switch {
-	case ok:
-		o.everOK = true
-		o.Health = HealthHealthy
-		o.nextProbe = now.Add(h.opts.ProbeSlow)
-	case !o.everOK && now.Sub(o.started) < h.opts.Grace:
-		o.Health = HealthInitializing
-		o.nextProbe = now.Add(h.opts.ProbeFast)
-	default:
-		o.Health = HealthUnhealthy
-		o.nextProbe = now.Add(h.opts.ProbeFast * 10)
-	}
-	if o.Health != prev {
-		o.HealthSince = now
-		changed = true
-	}
-	if changed || o.Version != prevVersion || o.ProbeErr != prevErr {
-		o.Gen++
-	}
-	h.mu.Unlock()
-	if changed && h.opts.OnChange != nil {
-		h.opts.OnChange(id)
-	}
 }
 
 // refresh re-reads the driver's list: power changes (a crashed guest that
