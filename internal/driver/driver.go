@@ -27,6 +27,12 @@ var ErrInsufficientCapacity = errors.New("driver: insufficient host capacity")
 // run (unknown, or too small for the image).
 var ErrSizeUnsupported = errors.New("driver: VM size not supported")
 
+// ErrSandboxUnavailable is wrapped by errors about an instance that must run
+// sandboxed (a tenant's image) on a host that cannot sandbox it (no runc,
+// not root), or an operator image there without the operator's consent to
+// run it unsandboxed.
+var ErrSandboxUnavailable = errors.New("driver: this host cannot sandbox the instance")
+
 // Power is the observed power state of an instance.
 type Power string
 
@@ -59,6 +65,10 @@ type Spec struct {
 	// Metadata is served by the guest as its instance-metadata document
 	// (image version, instance id, fault and update domain, ...).
 	Metadata Metadata `json:"metadata"`
+	// OperatorImage says the image was published by the operator (a
+	// marketplace image). Anything else (a tenant's upload, a custom URI) is
+	// untrusted: a process driver runs it only sandboxed.
+	OperatorImage bool `json:"operatorImage,omitempty"`
 	// Provisioning is what a VM's guest agent (cloud-init) applies at first
 	// boot. Drivers keep it only in files readable by root.
 	Provisioning Provisioning `json:"provisioning,omitempty"`
@@ -114,6 +124,10 @@ type Status struct {
 	// Accel says how a virtual machine is accelerated ("kvm" or "tcg");
 	// empty for drivers without virtualisation.
 	Accel string `json:"accel,omitempty"`
+	// Isolation says how a process instance is isolated from the host:
+	// "runc" (an OCI container) or "none" (a plain host process, allowed
+	// by the operator); empty for virtual machines.
+	Isolation string `json:"isolation,omitempty"`
 	// Failure, when set, is an ARM error code saying the instance stopped
 	// because it failed (e.g. "OSProvisioningTimedOut" for a VM that did not
 	// boot in time); Message explains it. It clears when the instance is

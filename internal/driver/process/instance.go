@@ -45,6 +45,9 @@ type state struct {
 	StartTime uint64 `json:"startTime,omitempty"`
 	Restarts  int    `json:"restarts,omitempty"`
 	Message   string `json:"message,omitempty"`
+	// Isolation is how the guest runs (empty: IsolationNone, instances of
+	// older versions).
+	Isolation Isolation `json:"isolation,omitempty"`
 }
 
 // instance is the driver's view of one instance.
@@ -76,6 +79,14 @@ type instance struct {
 
 func (in *instance) path(name string) string { return filepath.Join(in.dir, name) }
 
+// isolation returns how the guest runs. Called with mu or op held.
+func (in *instance) isolation() Isolation {
+	if in.st.Isolation == "" {
+		return IsolationNone
+	}
+	return in.st.Isolation
+}
+
 // status returns the instance's Status.
 func (in *instance) status() driver.Status {
 	in.mu.Lock()
@@ -92,6 +103,7 @@ func (in *instance) statusLocked() driver.Status {
 		Since:       in.st.Since,
 		Message:     in.st.Message,
 		Restarts:    in.st.Restarts,
+		Isolation:   string(in.isolation()),
 	}
 	if in.st.Port != 0 {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(in.st.Port))

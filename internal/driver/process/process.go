@@ -46,6 +46,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/instdir"
 	"github.com/vmssd/vmssd/internal/driver/portpool"
+	"github.com/vmssd/vmssd/internal/driver/sandbox"
 	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
@@ -90,6 +91,27 @@ type Options struct {
 	// PollInterval is how often a guest's liveness is polled when the
 	// kernel offers no pidfd. Default: 250ms.
 	PollInterval time.Duration
+
+	// Isolation is how guests run: IsolationRunc (the default) in runc
+	// containers, IsolationNone as plain processes (operator images only).
+	Isolation Isolation
+	// AllowUnsandboxed lets operator images run as plain processes when
+	// Isolation is IsolationRunc but this host cannot sandbox (no runc, not
+	// root). Without it nothing runs there. Tenant images never run
+	// unsandboxed.
+	AllowUnsandboxed bool
+	// Runc is the runc binary. Default: "runc" in PATH.
+	Runc string
+	// RunDir holds the containers' bundles (their root file system mount
+	// points) and runc's state; every directory on its path must be
+	// searchable by others (the containers' mapped root reaches its root
+	// file system through it). Default: /run/vmssd/<hash of Root>.
+	RunDir string
+	// IDs is the host id range container ids map to. Default: 1000000,
+	// 65536 ids.
+	IDs sandbox.IDMap
+	// Pids bounds the processes of one container. Default: 1024.
+	Pids int64
 }
 
 func (o *Options) setDefaults() error {
@@ -149,6 +171,12 @@ type Driver struct {
 	closed    bool
 	instances map[string]*instance
 	ports     *portpool.Pool
+	forwards  map[*sandbox.Forwarder]struct{} // loopback forwards into containers
+
+	// sb runs containers (nil when guests run as plain processes);
+	// sandboxErr says why a host that should sandbox cannot.
+	sb         *sandboxed
+	sandboxErr error
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -170,6 +198,11 @@ func New(opts Options) (*Driver, error) {
 		cancel:    cancel,
 		instances: make(map[string]*instance),
 		ports:     portpool.New(opts.Ports),
+		forwards:  make(map[*sandbox.Forwarder]struct{}),
+	}
+	if err := d.setupIsolation(); err != nil {
+		cancel()
+		return nil, err
 	}
 	d.wg.Add(1)
 	go d.housekeep()
@@ -191,6 +224,18 @@ func (d *Driver) Close() error {
 	d.mu.Unlock()
 	d.cancel()
 	d.wg.Wait()
+	// The guests keep running; their forwards end with this process (the
+	// next Recover opens them again).
+	d.mu.Lock()
+	fws := make([]*sandbox.Forwarder, 0, len(d.forwards))
+	for fw := range d.forwards {
+		fws = append(fws, fw)
+	}
+	clear(d.forwards)
+	d.mu.Unlock()
+	for _, fw := range fws {
+		fw.Close()
+	}
 	return nil
 }
 
@@ -205,6 +250,10 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (driver.Status, e
 		return driver.Status{}, err
 	}
 	spec, m, raw, err := d.prepareSpec(spec)
+	if err != nil {
+		return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
+	}
+	iso, err := d.isolationFor(spec)
 	if err != nil {
 		return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
 	}
@@ -226,7 +275,15 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (driver.Status, e
 	ctx, cancel := d.opContext(ctx)
 	defer cancel()
 	now := time.Now().UTC()
-	st := state{Desired: driver.PowerRunning, Power: driver.PowerStarting, Since: now, Message: "creating"}
+	st := state{Desired: driver.PowerRunning, Power: driver.PowerStarting, Since: now, Message: "creating", Isolation: iso}
+	if iso == IsolationRunc {
+		unpin, err := d.pinLayer(ctx, spec)
+		if err != nil {
+			d.drop(in)
+			return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
+		}
+		defer unpin()
+	}
 	if err := d.buildInstanceDir(ctx, spec, raw, st); err != nil {
 		d.drop(in)
 		return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
@@ -256,7 +313,7 @@ func (d *Driver) prepareSpec(spec driver.Spec) (driver.Spec, manifest, []byte, e
 // complete directory.
 func (d *Driver) buildInstanceDir(ctx context.Context, spec driver.Spec, rawManifest []byte, st state) error {
 	return instdir.Create(d.opts.Root, spec.ID, func(tmp string) error {
-		if err := copyDisk(ctx, spec, tmp); err != nil {
+		if err := d.newDisk(ctx, spec, st.Isolation, tmp); err != nil {
 			return err
 		}
 		if err := writeFileAtomic(filepath.Join(tmp, manifestFile), rawManifest, 0o644); err != nil {
@@ -273,6 +330,15 @@ func (d *Driver) buildInstanceDir(ctx context.Context, spec driver.Spec, rawMani
 		}
 		return writeJSONAtomic(filepath.Join(tmp, specFile), spec)
 	})
+}
+
+// newDisk makes dir/disk: a copy of the rootfs of spec's image for a plain
+// process, an empty writable layer above the image's for a container.
+func (d *Driver) newDisk(ctx context.Context, spec driver.Spec, iso Isolation, dir string) error {
+	if iso == IsolationRunc {
+		return d.prepareUpper(filepath.Join(dir, diskDir))
+	}
+	return copyDisk(ctx, spec, dir)
 }
 
 // copyDisk copies the rootfs of spec's image to dir/disk.
@@ -437,6 +503,10 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 	if err != nil {
 		return driver.Status{}, fmt.Errorf("process: reimage %s: %w", spec.ID, err)
 	}
+	iso, err := d.isolationFor(spec)
+	if err != nil {
+		return driver.Status{}, fmt.Errorf("process: reimage %s: %w", spec.ID, err)
+	}
 	in, err := d.lockInstance(spec.ID)
 	if err != nil {
 		return driver.Status{}, err
@@ -444,9 +514,16 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 	defer in.op.Unlock()
 	ctx, cancel := d.opContext(ctx)
 	defer cancel()
+	if iso == IsolationRunc {
+		unpin, err := d.pinLayer(ctx, spec)
+		if err != nil {
+			return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
+		}
+		defer unpin()
+	}
 
 	staging := in.path(reimageDir)
-	if err := d.stageReimage(ctx, in.dir, spec, raw); err != nil {
+	if err := d.stageReimage(ctx, in.dir, spec, raw, iso); err != nil {
 		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
 	}
 	in.cancelRestart()
@@ -472,17 +549,18 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
 	}
 	in.mu.Lock()
-	in.spec, in.manifest = spec, m
+	in.spec, in.manifest, in.st.Isolation = spec, m, iso
 	in.mu.Unlock()
 	d.log.Info("instance reimaged", "id", spec.ID, "image", spec.ImageDigest)
+	d.collectLayers()
 	return d.startLocked(in)
 }
 
 // stageReimage prepares, in the instance directory dir, what
 // instdir.ApplyReimage installs.
-func (d *Driver) stageReimage(ctx context.Context, dir string, spec driver.Spec, rawManifest []byte) error {
+func (d *Driver) stageReimage(ctx context.Context, dir string, spec driver.Spec, rawManifest []byte, iso Isolation) error {
 	return instdir.StageReimage(dir, func(staging string) error {
-		if err := copyDisk(ctx, spec, staging); err != nil {
+		if err := d.newDisk(ctx, spec, iso, staging); err != nil {
 			return err
 		}
 		if err := writeFileAtomic(filepath.Join(staging, manifestFile), rawManifest, 0o644); err != nil {
@@ -527,10 +605,12 @@ func (d *Driver) Delete(ctx context.Context, id string) error {
 	}
 	d.releasePortLocked(in)
 	d.drop(in)
+	d.removeBundle(id)
 	d.log.Info("instance deleted", "id", id)
 	if err := os.RemoveAll(trash); err != nil {
 		return fmt.Errorf("process: delete %s: remove files: %w", id, err)
 	}
+	d.collectLayers()
 	return nil
 }
 

@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 }
 
 // newTestDriver returns a driver on root whose guest program is this test
-// binary, closed at the end of the test.
+// binary, closed at the end of the test. Its guests are plain processes
+// unless a mod asks for another isolation (see inSandbox).
 func newTestDriver(t *testing.T, root string, mods ...func(*Options)) *Driver {
 	t.Helper()
 	exe, err := os.Executable()
@@ -45,6 +46,7 @@ func newTestDriver(t *testing.T, root string, mods ...func(*Options)) *Driver {
 		RestartBackoff:    50 * time.Millisecond,
 		MaxRestartBackoff: time.Second,
 		StopTimeout:       5 * time.Second,
+		Isolation:         IsolationNone,
 	}
 	for _, mod := range mods {
 		mod(&opts)
@@ -64,12 +66,25 @@ func TestConformance(t *testing.T) {
 	)
 }
 
+func TestConformanceSandboxed(t *testing.T) {
+	requireSandbox(t)
+	drivertest.Run(t,
+		func(t *testing.T, root string) driver.Driver {
+			cleanupSandbox(t, root)
+			return newTestDriver(t, root, inSandbox)
+		},
+		func(t *testing.T) string { return drivertest.ProcessImage(t, "1.0.0") },
+	)
+}
+
 // testSpec returns a spec for imageDir.
 func testSpec(id, imageDir string) driver.Spec {
 	return driver.Spec{
 		ID:          id,
 		ImageDir:    imageDir,
 		ImageDigest: "sha256:" + strings.Repeat("0", 63) + strconv.Itoa(len(imageDir)%10),
+		// Operator images may run unsandboxed (the default of these tests).
+		OperatorImage: true,
 		Metadata:    driver.Metadata{VMID: id, InstanceID: "0", Name: "ss_0", ModelVersion: 1},
 	}
 }

@@ -61,6 +61,9 @@ func (d *Driver) Recover(ctx context.Context) ([]driver.Status, error) {
 			}
 			continue
 		}
+		if name == layersDir {
+			continue // collected once the instances are known
+		}
 		if !e.IsDir() || validID(name) != nil {
 			d.log.Warn("recover: ignoring unexpected entry", "path", path)
 			continue
@@ -70,6 +73,7 @@ func (d *Driver) Recover(ctx context.Context) ([]driver.Status, error) {
 			errs = append(errs, fmt.Errorf("process: recover %s: %w", name, err))
 		}
 	}
+	d.collectLayers()
 	return d.list(), errors.Join(errs...)
 }
 
@@ -124,7 +128,7 @@ func (d *Driver) recoverInstance(ctx context.Context, id string, scan *guestScan
 	in.manifest = m
 	if !exists(in.path(diskDir)) {
 		d.log.Warn("recover: disk missing, recreating it from the image", "id", id)
-		if err := recreateDisk(ctx, in); err != nil {
+		if err := d.recreateDisk(ctx, in); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}
@@ -153,7 +157,14 @@ func (d *Driver) recoverInstance(ctx context.Context, id string, scan *guestScan
 func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan) error {
 	st := in.st
 	var p *proc
-	if st.PID != 0 && hostproc.Alive(st.PID, st.StartTime) {
+	if in.isolation() == IsolationRunc {
+		if d.sb != nil {
+			var err error
+			if p, err = d.adoptContainer(ctx, in); err != nil {
+				d.log.Warn("recover: cannot re-adopt the container", "id", in.id, "err", err)
+			}
+		}
+	} else if st.PID != 0 && hostproc.Alive(st.PID, st.StartTime) {
 		p = newProc(st.PID, st.StartTime)
 	} else if st.Desired == driver.PowerRunning {
 		// vmssd may have died between spawning the guest and recording it.
@@ -290,14 +301,18 @@ func loadInstanceManifest(in *instance) (manifest, error) {
 	return parseManifest(raw)
 }
 
-// recreateDisk copies a fresh disk from the instance's image.
-func recreateDisk(ctx context.Context, in *instance) error {
+// recreateDisk makes a fresh disk from the instance's image.
+func (d *Driver) recreateDisk(ctx context.Context, in *instance) error {
 	tmp, err := os.MkdirTemp(in.dir, fsutil.TempPrefix+"disk-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := copyDisk(ctx, in.spec, tmp); err != nil {
+	iso := in.isolation()
+	if iso == IsolationRunc && d.sb == nil {
+		return fmt.Errorf("%w: %v", driver.ErrSandboxUnavailable, d.sandboxErr)
+	}
+	if err := d.newDisk(ctx, in.spec, iso, tmp); err != nil {
 		return err
 	}
 	return os.Rename(filepath.Join(tmp, diskDir), in.path(diskDir))

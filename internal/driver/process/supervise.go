@@ -1,6 +1,7 @@
 package process
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/hostproc"
 	"github.com/vmssd/vmssd/internal/driver/portpool"
+	"github.com/vmssd/vmssd/internal/driver/sandbox"
 )
 
 // killTimeout bounds the wait for a guest to exit after SIGKILL.
@@ -40,6 +42,11 @@ type proc struct {
 	// a child); exit describes how it ended.
 	done chan struct{}
 	exit string
+
+	// For a container's init process: cleanup removes the container and
+	// its forward once it ended (reap calls it); fw is the forward.
+	cleanup func()
+	fw      *sandbox.Forwarder
 }
 
 func newProc(pid int, start uint64) *proc {
@@ -87,6 +94,9 @@ func (p *proc) reap() {
 		_ = unix.Kill(-p.pid, unix.SIGKILL)
 	}
 	p.exit = hostproc.Reap(p.pid)
+	if p.cleanup != nil {
+		p.cleanup()
+	}
 	close(p.done)
 }
 
@@ -232,40 +242,32 @@ func (d *Driver) spawnLocked(in *instance, restart bool) error {
 	if err := writeJSONAtomic(in.path(metadataFile), spec.Metadata); err != nil {
 		return err
 	}
-	disk := in.path(diskDir)
-	argv := m.command(d.opts.GuestBinary)
-	if len(argv) == 0 {
-		return fmt.Errorf("%w: no entrypoint", driver.ErrImageInvalid)
-	}
-	name, err := resolveCommand(argv[0], disk, m.Env)
-	if err != nil {
-		return err
-	}
-	env := make([]string, 0, len(m.Env)+3)
-	for _, k := range slices.Sorted(maps.Keys(m.Env)) {
-		env = append(env, k+"="+m.Env[k])
-	}
-	env = append(env,
-		envPort+"="+strconv.Itoa(port),
-		envMetadata+"="+in.path(metadataFile),
-		envDisk+"="+disk,
+	var (
+		pid   int
+		start uint64
+		p     *proc
 	)
-
-	if _, err := rotateConsole(in.path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
-		d.log.Warn("rotate console", "id", in.id, "err", err)
+	if in.isolation() == IsolationRunc {
+		if d.sb == nil {
+			return fmt.Errorf("%w: the instance runs in a container and %v", driver.ErrSandboxUnavailable, cmp.Or(d.sandboxErr, errors.New("this driver runs plain processes")))
+		}
+		console, err := d.openConsole(in)
+		if err != nil {
+			return err
+		}
+		p, err = d.spawnContainer(in, port, spec, m, console)
+		console.Close()
+		if err != nil {
+			return err
+		}
+		pid, start = p.pid, p.start
+	} else {
+		var err error
+		if pid, start, err = d.spawnPlain(in, port, m); err != nil {
+			return err
+		}
+		p = newProc(pid, start)
 	}
-	console, err := os.OpenFile(in.path(consoleFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return fmt.Errorf("process: open console: %w", err)
-	}
-	defer console.Close()
-	// Own session and process group: the guest outlives vmssd, and signals
-	// reach everything it starts.
-	pid, start, err := hostproc.Spawn(name, argv, disk, env, console)
-	if err != nil {
-		return fmt.Errorf("process: start guest: %w", err)
-	}
-	p := newProc(pid, start)
 
 	msg := ""
 	if restart {
@@ -283,9 +285,56 @@ func (d *Driver) spawnLocked(in *instance, restart bool) error {
 		// The guest runs; Recover finds it by its environment if needed.
 		d.log.Error("persist instance state", "id", in.id, "err", err)
 	}
-	d.log.Info("guest started", "id", in.id, "pid", pid, "port", port, "restart", restart)
+	d.log.Info("guest started", "id", in.id, "pid", pid, "port", port, "restart", restart, "isolation", in.isolation())
 	d.goWatch(in, p)
 	return nil
+}
+
+// openConsole rotates console.log if needed and opens it for appending.
+func (d *Driver) openConsole(in *instance) (*os.File, error) {
+	if _, err := rotateConsole(in.path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
+		d.log.Warn("rotate console", "id", in.id, "err", err)
+	}
+	console, err := os.OpenFile(in.path(consoleFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("process: open console: %w", err)
+	}
+	return console, nil
+}
+
+// spawnPlain starts the guest of in as a plain host process.
+func (d *Driver) spawnPlain(in *instance, port int, m manifest) (int, uint64, error) {
+	disk := in.path(diskDir)
+	argv := m.command(d.opts.GuestBinary)
+	if len(argv) == 0 {
+		return 0, 0, fmt.Errorf("%w: no entrypoint", driver.ErrImageInvalid)
+	}
+	name, err := resolveCommand(argv[0], disk, m.Env)
+	if err != nil {
+		return 0, 0, err
+	}
+	env := make([]string, 0, len(m.Env)+3)
+	for _, k := range slices.Sorted(maps.Keys(m.Env)) {
+		env = append(env, k+"="+m.Env[k])
+	}
+	env = append(env,
+		envPort+"="+strconv.Itoa(port),
+		envMetadata+"="+in.path(metadataFile),
+		envDisk+"="+disk,
+	)
+
+	console, err := d.openConsole(in)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer console.Close()
+	// Own session and process group: the guest outlives vmssd, and signals
+	// reach everything it starts.
+	pid, start, err := hostproc.Spawn(name, argv, disk, env, console)
+	if err != nil {
+		return 0, 0, fmt.Errorf("process: start guest: %w", err)
+	}
+	return pid, start, nil
 }
 
 // ensurePortLocked returns the instance's port, allocating one when it has

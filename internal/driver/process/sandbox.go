@@ -1,0 +1,485 @@
+package process
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
+	"github.com/vmssd/vmssd/internal/driver/sandbox"
+	"github.com/vmssd/vmssd/internal/fsutil"
+)
+
+// Isolation is how the driver runs guests.
+type Isolation string
+
+const (
+	// IsolationRunc runs every guest in its own runc container (package
+	// sandbox). It needs the runc binary and root.
+	IsolationRunc Isolation = "runc"
+	// IsolationNone runs guests as plain host processes. Only operator
+	// images (driver.Spec.OperatorImage) may run so.
+	IsolationNone Isolation = "none"
+)
+
+// Paths of a sandboxed instance.
+const (
+	// workDir (in the instance directory) is overlayfs's work directory;
+	// diskDir is the instance's writable layer.
+	workDir = "work"
+	// layersDir (in Root) holds the read-only lower layers: one copy of
+	// each image's rootfs, owned by the container's mapped root, shared by
+	// the image's instances. Its name is not a valid instance ID.
+	layersDir = "_layers"
+	// guestPath is where the guest binary is mounted in a container, and
+	// metadataPath the instance metadata.
+	guestPath    = "/.vmssd/guest"
+	metadataPath = "/.vmssd/metadata.json"
+	// defaultPath is the PATH of a guest whose image sets none.
+	defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// sandboxed is the driver's container machinery (nil fields when the
+// driver runs plain processes).
+type sandboxed struct {
+	rt     *sandbox.Runtime
+	runDir string // bundles (rootfs mount points) and runc's state
+	scope  string // names this driver's cgroups
+	ids    sandbox.IDMap
+	pids   int64
+
+	// binds of the guest binary, computed once.
+	bindsOnce sync.Once
+	binds     []sandbox.Bind
+	bindsErr  error
+
+	// layerMu serializes building and collecting lower layers; pins counts
+	// the operations using a layer that no instance records yet.
+	layerMu sync.Mutex
+	pins    map[string]int
+}
+
+// setupIsolation decides how the driver runs guests (called by New).
+func (d *Driver) setupIsolation() error {
+	o := &d.opts
+	switch o.Isolation {
+	case "":
+		o.Isolation = IsolationRunc
+	case IsolationRunc, IsolationNone:
+	default:
+		return fmt.Errorf("process: unknown isolation %q", o.Isolation)
+	}
+	if o.Isolation == IsolationNone {
+		return nil
+	}
+	scope := cgroupScope(o.Root)
+	runDir := o.RunDir
+	if runDir == "" {
+		runDir = filepath.Join("/run/vmssd", scope)
+	}
+	if err := o.IDs.Validate(); err != nil {
+		return fmt.Errorf("process: %w", err)
+	}
+	rt, err := d.newRuntime(runDir)
+	if err != nil {
+		if !o.AllowUnsandboxed {
+			d.sandboxErr = err
+			d.log.Error("process instances cannot run: this host cannot sandbox them", "err", err)
+			return nil
+		}
+		d.log.Warn("this host cannot sandbox process instances: operator images run unsandboxed, tenant images are refused", "err", err)
+		o.Isolation = IsolationNone
+		return nil
+	}
+	d.sb = &sandboxed{rt: rt, runDir: runDir, scope: scope, ids: o.IDs, pids: o.Pids, pins: map[string]int{}}
+	return nil
+}
+
+// cgroupScope names the cgroups of the driver on root: its containers are
+// in /vmssd/<scope>/<id> of each hierarchy.
+func cgroupScope(root string) string {
+	sum := sha256.Sum256([]byte(root))
+	return hex.EncodeToString(sum[:6])
+}
+
+// newRuntime prepares runDir (traversable by the mapped ids, which must
+// reach the rootfs mount points in it) and a runc runtime in it.
+func (d *Driver) newRuntime(runDir string) (*sandbox.Runtime, error) {
+	if _, err := sandbox.Check(d.opts.Runc); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(runDir) {
+		return nil, fmt.Errorf("process: run directory %q is not absolute", runDir)
+	}
+	if err := os.MkdirAll(runDir, 0o711); err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	for p := runDir; p != "/" && p != "."; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("process: %w", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if p != runDir && !strings.HasPrefix(p, "/run/vmssd") {
+				return nil, fmt.Errorf("process: run directory %s: %s is not searchable by others (the containers' mapped root must reach their root file systems)", runDir, p)
+			}
+			if err := os.Chmod(p, fi.Mode().Perm()|0o011); err != nil {
+				return nil, fmt.Errorf("process: %w", err)
+			}
+		}
+	}
+	return sandbox.NewRuntime(d.opts.Runc, filepath.Join(runDir, "runc"))
+}
+
+// isolationFor returns how an instance with spec runs, or an error wrapping
+// driver.ErrSandboxUnavailable.
+func (d *Driver) isolationFor(spec driver.Spec) (Isolation, error) {
+	if d.sb != nil {
+		return IsolationRunc, nil
+	}
+	if d.sandboxErr != nil {
+		return "", fmt.Errorf("%w: %v (start vmssd with --unsandboxed-process-images to run operator images unsandboxed)", driver.ErrSandboxUnavailable, d.sandboxErr)
+	}
+	if !spec.OperatorImage {
+		return "", fmt.Errorf("%w: images not published by the operator run only in a sandbox, and this host runs process instances unsandboxed", driver.ErrSandboxUnavailable)
+	}
+	return IsolationNone, nil
+}
+
+// layerKey names the lower layer of an image.
+func layerKey(spec driver.Spec) string {
+	key := spec.ImageDigest
+	if key == "" {
+		key = "dir:" + filepath.Clean(spec.ImageDir)
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:16])
+}
+
+func (d *Driver) layerPath(spec driver.Spec) string {
+	return filepath.Join(d.opts.Root, layersDir, layerKey(spec))
+}
+
+// pinLayer ensures the lower layer of spec's image exists (copying the
+// image's rootfs and shifting its owners into the mapped range) and pins it
+// against collection until unpin is called.
+func (d *Driver) pinLayer(ctx context.Context, spec driver.Spec) (unpin func(), err error) {
+	sb := d.sb
+	key := layerKey(spec)
+	sb.layerMu.Lock()
+	defer sb.layerMu.Unlock()
+	dir := d.layerPath(spec)
+	if !exists(dir) {
+		if err := os.MkdirAll(filepath.Join(d.opts.Root, layersDir), 0o700); err != nil {
+			return nil, fmt.Errorf("process: %w", err)
+		}
+		tmp, err := os.MkdirTemp(filepath.Join(d.opts.Root, layersDir), fsutil.TempPrefix+key+"-")
+		if err != nil {
+			return nil, fmt.Errorf("process: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		if err := fsutil.CopyTree(ctx, filepath.Join(spec.ImageDir, rootfsDir), filepath.Join(tmp, "rootfs")); err != nil {
+			return nil, fmt.Errorf("process: image layer: %w", err)
+		}
+		if err := sandbox.ShiftOwner(ctx, filepath.Join(tmp, "rootfs"), sb.ids); err != nil {
+			return nil, fmt.Errorf("process: image layer: %w", err)
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			return nil, fmt.Errorf("process: image layer: %w", err)
+		}
+	}
+	sb.pins[key]++
+	return func() {
+		sb.layerMu.Lock()
+		defer sb.layerMu.Unlock()
+		if sb.pins[key]--; sb.pins[key] <= 0 {
+			delete(sb.pins, key)
+		}
+	}, nil
+}
+
+// collectLayers removes the lower layers no instance uses (and leftovers
+// of interrupted copies).
+func (d *Driver) collectLayers() {
+	sb := d.sb
+	if sb == nil {
+		return
+	}
+	used := map[string]bool{}
+	for _, in := range d.snapshot() {
+		in.mu.Lock()
+		if !in.removed && in.spec.ID != "" {
+			used[layerKey(in.spec)] = true
+		}
+		in.mu.Unlock()
+	}
+	sb.layerMu.Lock()
+	defer sb.layerMu.Unlock()
+	root := filepath.Join(d.opts.Root, layersDir)
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if used[name] || sb.pins[name] > 0 {
+			continue
+		}
+		if strings.HasPrefix(name, fsutil.TempPrefix) && len(sb.pins) > 0 {
+			continue // maybe being built
+		}
+		if err := os.RemoveAll(filepath.Join(root, name)); err != nil {
+			d.log.Warn("remove unused image layer", "layer", name, "err", err)
+		}
+	}
+}
+
+// bundleDir is where the container of instance id has its config.json and
+// rootfs mount point.
+func (sb *sandboxed) bundleDir(id string) string { return filepath.Join(sb.runDir, "bundles", id) }
+
+func (sb *sandboxed) guestBinds(bin string) ([]sandbox.Bind, error) {
+	sb.bindsOnce.Do(func() { sb.binds, sb.bindsErr = sandbox.GuestBinds(bin, guestPath) })
+	return sb.binds, sb.bindsErr
+}
+
+// prepareUpper makes dir an empty writable layer for a container.
+func (d *Driver) prepareUpper(dir string) error {
+	return sandbox.PrepareUpper(dir, d.sb.ids)
+}
+
+// spawnContainer starts the guest of in in a container listening (through
+// the forward) on port, and returns its process. Called with op held.
+func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m manifest, console *os.File) (*proc, error) {
+	sb := d.sb
+	ctx, cancel := d.opContext(context.Background())
+	defer cancel()
+	bundle := sb.bundleDir(in.id)
+	rootfs := filepath.Join(bundle, "rootfs")
+	// Whatever a previous run left: its container and its mount.
+	if err := sb.rt.Delete(ctx, in.id); err != nil {
+		return nil, err
+	}
+	if err := sandbox.Unmount(rootfs); err != nil {
+		return nil, err
+	}
+	unpin, err := d.pinLayer(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	defer unpin()
+	if !exists(in.path(diskDir)) {
+		if err := d.prepareUpper(in.path(diskDir)); err != nil {
+			return nil, err
+		}
+	}
+	binds, err := sb.guestBinds(d.opts.GuestBinary)
+	if err != nil {
+		return nil, err
+	}
+	binds = append(slices.Clone(binds), sandbox.Bind{Source: in.path(metadataFile), Dest: metadataPath})
+	argv := m.command(guestPath)
+	if len(argv) == 0 {
+		return nil, fmt.Errorf("%w: no entrypoint", driver.ErrImageInvalid)
+	}
+	if !strings.HasPrefix(argv[0], "/") && strings.Contains(argv[0], "/") {
+		argv[0] = "/" + argv[0] // relative to the disk, which is /
+	}
+	env := make([]string, 0, len(m.Env)+4)
+	for _, k := range slices.Sorted(maps.Keys(m.Env)) {
+		env = append(env, k+"="+m.Env[k])
+	}
+	if _, ok := m.Env["PATH"]; !ok {
+		env = append(env, "PATH="+defaultPath)
+	}
+	env = append(env, envPort+"="+strconv.Itoa(port), envMetadata+"="+metadataPath, envDisk+"=/")
+	hostname := spec.Metadata.ComputerName
+	if hostname == "" || len(hostname) > 63 {
+		hostname = "vm"
+	}
+	cs, err := sandbox.Spec(sandbox.Config{
+		Rootfs: rootfs, Args: argv, Env: env, Cwd: "/", Hostname: hostname, Binds: binds,
+		IDs: sb.ids, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, Pids: sb.pids,
+		CgroupsPath: "/vmssd/" + sb.scope + "/" + in.id,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(bundle), 0o711); err != nil {
+		return nil, fmt.Errorf("process: %w", err)
+	}
+	if err := sandbox.WriteBundle(bundle, cs); err != nil {
+		return nil, err
+	}
+	if err := sandbox.MountOverlay(filepath.Join(d.layerPath(spec), "rootfs"), in.path(diskDir), in.path(workDir), rootfs); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		sandbox.Unmount(rootfs)
+		return nil, fmt.Errorf("process: forward port: %w", err)
+	}
+	pid, err := sb.rt.Run(ctx, in.id, bundle, console)
+	if err != nil {
+		ln.Close()
+		sb.rt.Delete(context.Background(), in.id)
+		sandbox.Unmount(rootfs)
+		return nil, fmt.Errorf("process: start guest: %w", err)
+	}
+	var start uint64
+	if st, err := hostproc.ReadStat(pid); err == nil {
+		start = st.Start
+	}
+	p := newProc(pid, start)
+	if err := d.attachContainer(in.id, p, ln, port); err != nil {
+		ln.Close()
+		p.cleanup()
+		return nil, err
+	}
+	return p, nil
+}
+
+// attachContainer makes p a container's init process: its loopback forward
+// (serving ln, which it takes over) and its cleanup once it ended.
+func (d *Driver) attachContainer(id string, p *proc, ln net.Listener, port int) error {
+	sb := d.sb
+	rootfs := filepath.Join(sb.bundleDir(id), "rootfs")
+	p.cleanup = func() {
+		ctx, cancel := context.WithTimeout(context.Background(), killTimeout)
+		defer cancel()
+		if err := sb.rt.Delete(ctx, id); err != nil {
+			d.log.Warn("delete container", "id", id, "err", err)
+		}
+		if err := sandbox.Unmount(rootfs); err != nil {
+			d.log.Warn("unmount container rootfs", "id", id, "err", err)
+		}
+	}
+	ns, err := sandbox.OpenNetns(p.pid)
+	if err != nil {
+		return err
+	}
+	fw := sandbox.Forward(ln, ns, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	d.trackForward(p, fw)
+	return nil
+}
+
+// adoptContainer re-attaches to the container of instance in after a
+// restart of vmssd: the pid recorded in its state if it still lives, else
+// what runc says runs (vmssd died before recording it). It returns nil
+// when no container runs. Called with op held.
+func (d *Driver) adoptContainer(ctx context.Context, in *instance) (*proc, error) {
+	sb := d.sb
+	pid, start := in.st.PID, in.st.StartTime
+	if pid == 0 || !hostproc.Alive(pid, start) {
+		pid, start = 0, 0
+		cs, err := sb.rt.State(ctx, in.id)
+		switch {
+		case errors.Is(err, sandbox.ErrNotExist):
+		case err != nil:
+			return nil, err
+		case cs.Status == "running" && hostproc.Alive(cs.Pid, 0):
+			pid = cs.Pid
+			if st, err := hostproc.ReadStat(pid); err == nil {
+				start = st.Start
+			}
+		}
+	}
+	if pid == 0 {
+		// Nothing runs: clear what a dead container left.
+		if err := sb.rt.Delete(ctx, in.id); err != nil {
+			return nil, err
+		}
+		return nil, sandbox.Unmount(filepath.Join(sb.bundleDir(in.id), "rootfs"))
+	}
+	port := in.st.Port
+	if cfg, err := sandbox.ReadBundle(sb.bundleDir(in.id)); err == nil && cfg.Process != nil {
+		for _, kv := range cfg.Process.Env {
+			if v, ok := strings.CutPrefix(kv, envPort+"="); ok {
+				if n, err := strconv.Atoi(v); err == nil {
+					port = n
+				}
+			}
+		}
+	}
+	p := newProc(pid, start)
+	if port != in.st.Port {
+		d.mu.Lock()
+		if in.st.Port != 0 {
+			d.ports.Release(in.st.Port, in.id)
+		}
+		ok := d.ports.Reserve(port, in.id)
+		d.mu.Unlock()
+		if !ok {
+			port = 0
+		}
+		in.update(func(st *state) { st.Port = port })
+	}
+	var ln net.Listener
+	if port != 0 {
+		var err error
+		ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			d.log.Warn("recover: cannot listen on the instance's port; its health is unknown until it restarts", "id", in.id, "port", port, "err", err)
+		}
+	}
+	if ln == nil {
+		// No forward: the guest cannot be reached; restart it.
+		_ = p.signal(9)
+		return nil, fmt.Errorf("process: no port to forward to the guest of %s", in.id)
+	}
+	if err := d.attachContainer(in.id, p, ln, port); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// trackForward registers the forward of p, closed when p is reaped or the
+// driver closes.
+func (d *Driver) trackForward(p *proc, fw *sandbox.Forwarder) {
+	d.mu.Lock()
+	d.forwards[fw] = struct{}{}
+	d.mu.Unlock()
+	prev := p.cleanup
+	p.cleanup = func() {
+		d.untrackForward(fw)
+		if prev != nil {
+			prev()
+		}
+	}
+	p.fw = fw
+}
+
+func (d *Driver) untrackForward(fw *sandbox.Forwarder) {
+	d.mu.Lock()
+	delete(d.forwards, fw)
+	d.mu.Unlock()
+	fw.Close()
+}
+
+// removeBundle removes the run directory of a deleted instance.
+func (d *Driver) removeBundle(id string) {
+	if d.sb == nil {
+		return
+	}
+	dir := d.sb.bundleDir(id)
+	if err := sandbox.Unmount(filepath.Join(dir, "rootfs")); err != nil {
+		d.log.Warn("unmount", "id", id, "err", err)
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.log.Warn("remove container bundle", "id", id, "err", err)
+	}
+}

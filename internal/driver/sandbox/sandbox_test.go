@@ -1,0 +1,228 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmssd/vmssd/internal/fsutil"
+)
+
+// requireRunc skips without runc or root, unless VMSSD_E2E=1 (then it
+// fails).
+func requireRunc(t *testing.T) string {
+	t.Helper()
+	p, err := Check("")
+	if err != nil {
+		if os.Getenv("VMSSD_E2E") == "1" {
+			t.Fatalf("VMSSD_E2E=1: %v", err)
+		}
+		t.Skip(err)
+	}
+	return p
+}
+
+func TestSpecDefaults(t *testing.T) {
+	s, err := Spec(Config{Rootfs: "/r", Args: []string{"/bin/sh"}, CgroupsPath: "/vmssd/x", VCPUs: 2, MemoryMB: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Process.NoNewPrivileges {
+		t.Error("no_new_privs not set")
+	}
+	if m := s.Linux.UIDMappings; len(m) != 1 || m[0].HostID != DefaultHostID || m[0].ContainerID != 0 || m[0].Size != DefaultIDs {
+		t.Errorf("uid map %+v", m)
+	}
+	var ns []string
+	for _, n := range s.Linux.Namespaces {
+		ns = append(ns, string(n.Type))
+	}
+	for _, want := range []string{"user", "mount", "pid", "ipc", "uts", "network"} {
+		if !slices.Contains(ns, want) {
+			t.Errorf("namespace %s missing from %v", want, ns)
+		}
+	}
+	r := s.Linux.Resources
+	if *r.Memory.Limit != 256<<20 || *r.CPU.Quota != 200_000 || *r.CPU.Period != 100_000 || r.Pids.Limit != DefaultPids {
+		t.Errorf("resources: mem %d quota %d/%d pids %d", *r.Memory.Limit, *r.CPU.Quota, *r.CPU.Period, r.Pids.Limit)
+	}
+	if s.Linux.Seccomp == nil || len(s.Linux.Seccomp.Syscalls) == 0 {
+		t.Error("no seccomp profile")
+	}
+	if slices.Contains(s.Process.Capabilities.Bounding, "CAP_SYS_ADMIN") {
+		t.Error("CAP_SYS_ADMIN granted")
+	}
+	d, err := Spec(Config{Rootfs: "/r", Args: []string{"x"}, CgroupsPath: "/c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Linux.Resources.Memory.Limit != DefaultMemoryMB<<20 || *d.Linux.Resources.CPU.Quota != DefaultVCPUs*cpuPeriod {
+		t.Error("defaults not applied to a size without vCPUs or memory")
+	}
+	for _, bad := range []Config{
+		{Rootfs: "r", Args: []string{"x"}, CgroupsPath: "/c"},
+		{Rootfs: "/r", CgroupsPath: "/c"},
+		{Rootfs: "/r", Args: []string{"x"}},
+		{Rootfs: "/r", Args: []string{"x"}, CgroupsPath: "/c", Binds: []Bind{{Source: "rel", Dest: "/x"}}},
+		{Rootfs: "/r", Args: []string{"x"}, CgroupsPath: "/c", IDs: IDMap{HostID: 1<<32 - 10, Size: 100}},
+	} {
+		if _, err := Spec(bad); err == nil {
+			t.Errorf("Spec(%+v) accepted", bad)
+		}
+	}
+}
+
+func TestGuestBindsStatic(t *testing.T) {
+	b, err := GuestBinds("/bin/busybox", "/.vmssd/guest")
+	if err != nil {
+		t.Skip(err)
+	}
+	if len(b) != 1 || b[0].Dest != "/.vmssd/guest" {
+		t.Errorf("static binary binds %v, want only itself", b)
+	}
+}
+
+func TestGuestBindsSelf(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := GuestBinds(exe, "/g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range b[1:] {
+		if !strings.HasPrefix(x.Dest, "/lib") && !strings.HasPrefix(x.Dest, "/usr/lib") {
+			t.Errorf("unexpected bind %v", x)
+		}
+	}
+}
+
+// TestRunContainer runs busybox in a container and checks what it sees.
+func TestRunContainer(t *testing.T) {
+	requireRunc(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o711)
+	os.Chmod(filepath.Dir(dir), 0o711)
+	os.MkdirAll(filepath.Join(dir, "private"), 0o700)
+	os.WriteFile(filepath.Join(dir, "private", "meta"), []byte("meta"), 0o644)
+	rt, err := NewRuntime("", filepath.Join(dir, "runc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lower := filepath.Join(dir, "lower")
+	if err := os.MkdirAll(filepath.Join(lower, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := fsutil.WriteFile(filepath.Join(lower, "hostfile"), []byte("image file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ids := IDMap{}
+	if err := ShiftOwner(ctx, lower, ids); err != nil {
+		t.Fatal(err)
+	}
+	upper, work, rootfs := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "bundle", "rootfs")
+	if err := PrepareUpper(upper, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := MountOverlay(lower, upper, work, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Unmount(rootfs) })
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("host secret"), 0o600)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	script := fmt.Sprintf(`cat /proc/self/uid_map; cat /hostfile; echo; echo written > /hostfile && echo wrote-image-file;
+cat %s || echo no-secret; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; cat /sys/fs/cgroup/pids/pids.max;
+echo ok > /index.html; echo ready; exec httpd -f -p 127.0.0.1:%d -h /`, secret, port)
+	spec, err := Spec(Config{
+		Rootfs: rootfs, Args: []string{"/bin/busybox", "sh", "-c", script},
+		Env: []string{"PATH=/bin"}, Hostname: "box", CgroupsPath: "/vmssd-test/" + filepath.Base(dir),
+		MemoryMB: 64, Pids: 50,
+		Binds: []Bind{{Source: "/bin/busybox", Dest: "/bin/busybox"}, {Source: filepath.Join(dir, "private", "meta"), Dest: "/meta"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	if err := WriteBundle(bundle, spec); err != nil {
+		t.Fatal(err)
+	}
+	console, err := os.Create(filepath.Join(dir, "console"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer console.Close()
+	id := "t-" + filepath.Base(dir)
+	start := time.Now()
+	pid, err := rt.Run(ctx, id, bundle, console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("runc run took %s", time.Since(start))
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	st, err := rt.State(ctx, id)
+	if err != nil || st.Pid != pid || st.Status != "running" {
+		t.Fatalf("state %+v %v, want running pid %d", st, err, pid)
+	}
+	ns, err := OpenNetns(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw := Forward(ln, ns, fmt.Sprintf("127.0.0.1:%d", port))
+	defer fw.Close()
+
+	var body string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			out, _ := os.ReadFile(console.Name())
+			t.Fatalf("no answer through the forward: %v; console:\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if body != "ok\n" {
+		t.Errorf("through the forward: %q", body)
+	}
+	out, _ := os.ReadFile(console.Name())
+	con := string(out)
+	t.Logf("console:\n%s", con)
+	for _, want := range []string{"0    1000000      65536", "image file", "wrote-image-file", "no-secret", "67108864", "50"} {
+		if !strings.Contains(strings.Join(strings.Fields(con), " "), strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+	if strings.Contains(con, "host secret") {
+		t.Error("the container read a host file")
+	}
+	if b, _ := os.ReadFile(filepath.Join(lower, "hostfile")); string(b) != "image file" {
+		t.Errorf("the lower layer changed: %q", b)
+	}
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.State(ctx, id); err == nil {
+		t.Error("container still known after Delete")
+	}
+}
