@@ -1,11 +1,13 @@
 package apiserver
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/vmssd/vmssd/internal/auth"
 	"github.com/vmssd/vmssd/internal/catalog"
@@ -169,6 +171,13 @@ func renderAdminSub(sub *model.Subscription) adminSubscriptionBody {
 	return adminSubscriptionBody{ID: "/subscriptions/" + sub.ID, SubscriptionID: sub.ID, DisplayName: sub.DisplayName, State: sub.State}
 }
 
+// Subscription states: a subscription is Enabled, or Deleting while its
+// deletion checks that it holds nothing.
+const (
+	subEnabled  = "Enabled"
+	subDeleting = "Deleting"
+)
+
 func (s *Server) adminPutSubscription(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	id := rc.v("id")
 	if !subIDRE.MatchString(id) {
@@ -196,14 +205,29 @@ func (s *Server) adminPutSubscription(w http.ResponseWriter, r *http.Request, rc
 	if name == "" {
 		name = id
 	}
+	if utf8.RuneCountInString(name) > 256 {
+		return errs.InvalidParameter("displayName", "The display name is longer than 256 characters.")
+	}
 	key := model.SubscriptionKey(id)
 	status := http.StatusCreated
-	sub := &model.Subscription{ID: strings.ToLower(id), DisplayName: name, State: "Enabled", Created: s.opts.Now()}
-	if cur, _, err := state.Get[model.Subscription](r.Context(), s.opts.Store, key); err == nil {
+	sub := &model.Subscription{ID: strings.ToLower(id), DisplayName: name, State: subEnabled, Created: s.opts.Now()}
+	cur, rev, err := state.Get[model.Subscription](r.Context(), s.opts.Store, key)
+	switch {
+	case err == nil:
+		if cur.State == subDeleting {
+			return errs.New(errs.Conflict, "SubscriptionBeingDeleted", "The subscription '%s' is being deleted.", id)
+		}
 		status = http.StatusOK
-		sub.Created = cur.Created
+		sub.Created, sub.State = cur.Created, cur.State
+	case errors.Is(err, store.ErrNotFound):
+		rev = 0
+	default:
+		return err
 	}
-	if _, err := s.opts.Store.Txn(r.Context(), nil, state.PutOp(key, sub)); err != nil {
+	if _, err := s.opts.Store.Txn(r.Context(), []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, sub)); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errs.New(errs.Conflict, "Conflict", "The subscription '%s' was changed concurrently; retry the request.", id)
+		}
 		return err
 	}
 	writeJSON(w, status, renderAdminSub(sub))
@@ -219,17 +243,54 @@ func (s *Server) adminListSubscriptions(w http.ResponseWriter, r *http.Request, 
 	return listRecords(s, w, r, model.PrefixSubscriptions, renderAdminSub)
 }
 
+// adminDeleteSubscription deletes an empty subscription. It is exclusive
+// with resource group creation: it first marks the subscription Deleting
+// (a group creation conditioned on the old record then fails, and a later
+// one sees the mark), then looks for groups, and deletes the record only if
+// it is still the marked one. A subscription that holds groups is put back
+// as it was and the deletion refused.
 func (s *Server) adminDeleteSubscription(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	ctx := r.Context()
 	id := rc.v("id")
-	kvs, _, err := s.opts.Store.List(ctx, model.ResourceGroupPrefix(id))
+	key := model.SubscriptionKey(id)
+	sub, rev, err := state.Get[model.Subscription](ctx, s.opts.Store, key)
+	if errors.Is(err, store.ErrNotFound) {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	if len(kvs) > 0 {
-		return errs.New(errs.Conflict, "SubscriptionNotEmpty", "The subscription '%s' still has %d resource group(s); delete them first.", id, len(kvs))
+	if sub.State == subDeleting {
+		return errs.New(errs.Conflict, "SubscriptionBeingDeleted", "The subscription '%s' is being deleted.", id)
 	}
-	return s.deleteRecord(w, r, model.SubscriptionKey(id))
+	prior := *sub
+	sub.State = subDeleting
+	markRev, err := s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, sub))
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errs.New(errs.Conflict, "Conflict", "The subscription '%s' was changed concurrently; retry the request.", id)
+		}
+		return err
+	}
+	n, err := s.countKeys(ctx, model.ResourceGroupPrefix(id), s.opts.MaxResourceGroups+1)
+	if err == nil && n == 0 {
+		_, err = s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, markRev)},
+			store.Delete(key), store.Delete(model.QuotaKey(id)), store.DeletePrefix(model.GuardPrefix(id)))
+		if err == nil {
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+	}
+	// Put the subscription back as it was (nothing else writes a subscription
+	// marked Deleting).
+	if _, uerr := s.opts.Store.Txn(context.WithoutCancel(ctx), []store.Cond{store.ModRevisionIs(key, markRev)}, state.PutOp(key, &prior)); uerr != nil {
+		s.log.Error("subscription left marked Deleting", "sub", id, "err", uerr)
+	}
+	if err != nil {
+		return err
+	}
+	return errs.New(errs.Conflict, "SubscriptionNotEmpty", "The subscription '%s' still has %d resource group(s); delete them first.", id, n)
 }
 
 type principalBody struct {

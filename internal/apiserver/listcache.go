@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/state"
 	"github.com/vmssd/vmssd/internal/store"
 )
 
@@ -86,17 +87,30 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request, rc *reqCt
 		}
 		return err
 	}
-	kvs, _, err := s.opts.Store.List(ctx, model.InstancePrefix(ref))
+	prefix := model.InstancePrefix(ref)
+	start, err := pageStart(rc, prefix, validInstanceSuffix)
 	if err != nil {
 		return err
 	}
-	start, err := skipToken(rc)
+	// Only this page's records are read; the renderings of the set's other
+	// instances stay cached, those of instances gone from this page's key
+	// range are dropped.
+	kvs, nextKey, err := state.ListPage(ctx, s.opts.Store, prefix, start, s.opts.PageSize)
 	if err != nil {
 		return err
 	}
 	expand := expandInstanceView(rc)
 	old := s.vms.get(ref.String())
-	fresh := make(map[string]*cachedVM, len(kvs))
+	lo, hi := start, nextKey
+	if lo == "" {
+		lo = prefix
+	}
+	fresh := make(map[string]*cachedVM, max(len(old), len(kvs)))
+	for k, e := range old {
+		if k < lo || hi != "" && k >= hi {
+			fresh[k] = e
+		}
+	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -105,30 +119,26 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request, rc *reqCt
 		}
 	}()
 	buf.WriteString(`{"value":[`)
-	n := 0
-	next := ""
 	for i, kv := range kvs {
 		key := string(kv.Key)
-		e := old[key]
-		if i < start || n == s.opts.PageSize {
-			if e != nil {
-				fresh[key] = e
-			}
-			if n == s.opts.PageSize && next == "" {
-				next = nextLink(r, i)
-			}
-			continue
-		}
-		e, err = s.renderCached(set, setRev, kv, e, expand)
+		e, err := s.renderCached(set, setRev, kv, old[key], expand)
 		if err != nil {
 			return err
 		}
 		fresh[key] = e
-		if n > 0 {
+		if i > 0 {
 			buf.WriteByte(',')
 		}
 		buf.Write(e.body)
-		n++
+	}
+	next := ""
+	if nextKey != "" {
+		next = pageLink(r, prefix, nextKey)
+	}
+	if len(fresh) > 2*int(s.opts.MaxCapacity)+s.opts.PageSize {
+		// Renderings of instances deleted outside the pages listed lately:
+		// start over rather than grow.
+		fresh = nil
 	}
 	buf.WriteString("]")
 	if next != "" {
@@ -172,4 +182,18 @@ func (s *Server) renderCached(set *model.ScaleSet, setRev int64, kv store.KV, e 
 	}
 	ne.body = b
 	return ne, nil
+}
+
+// validInstanceSuffix accepts an instance key relative to its set's prefix:
+// a zero-padded id.
+func validInstanceSuffix(rel string) bool {
+	if len(rel) != 12 {
+		return false
+	}
+	for _, c := range rel {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

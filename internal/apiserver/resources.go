@@ -1,9 +1,10 @@
 package apiserver
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/vmssd/vmssd/api/arm"
@@ -141,30 +142,83 @@ func (s *Server) putResourceGroup(w http.ResponseWriter, r *http.Request, rc *re
 	if !strings.EqualFold(in.Location, s.opts.Location) {
 		return errs.New(errs.Invalid, "LocationNotAvailableForResourceGroup", "The provided location '%s' is not available for resource group. List of available regions is '%s'.", in.Location, s.opts.Location).WithTarget("location")
 	}
-	key := model.ResourceGroupKey(sub, name)
-	cur, rev, err := state.Get[model.ResourceGroup](r.Context(), s.opts.Store, key)
-	status := http.StatusCreated
+	if err := validateTags(in.Tags); err != nil {
+		return err
+	}
 	rg := &model.ResourceGroup{Sub: sub, Name: name, Location: strings.ToLower(in.Location), Tags: in.Tags}
+	unlock := s.subLocks.lock(sub)
+	defer unlock()
+	for attempt := 0; ; attempt++ {
+		status, err := s.tryPutResourceGroup(r.Context(), rg)
+		if errors.Is(err, store.ErrConflict) {
+			if attempt < 20 {
+				continue
+			}
+			return errs.New(errs.Conflict, "Conflict", "The resource group '%s' was changed concurrently; retry the request.", name)
+		}
+		if err != nil {
+			return err
+		}
+		writeJSON(w, status, renderRG(rg))
+		return nil
+	}
+}
+
+// tryPutResourceGroup creates or updates rg once; a concurrent change
+// fails it with store.ErrConflict. The transaction is conditioned on the
+// subscription record, so that a group is never created in a subscription
+// whose deletion has begun (adminDeleteSubscription marks it first), and a
+// new group on the subscription's group guard, so that concurrent creations
+// cannot exceed MaxResourceGroups.
+func (s *Server) tryPutResourceGroup(ctx context.Context, rg *model.ResourceGroup) (int, error) {
+	sub, subRev, err := state.Get[model.Subscription](ctx, s.opts.Store, model.SubscriptionKey(rg.Sub))
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, errs.New(errs.NotFound, "SubscriptionNotFound", "The subscription '%s' could not be found.", rg.Sub)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if strings.EqualFold(sub.State, subDeleting) || strings.EqualFold(sub.State, "Disabled") {
+		return 0, errs.New(errs.Conflict, "ReadOnlyDisabledSubscription", "The subscription '%s' is %s and therefore marked as read only. You cannot perform any write actions on this subscription.", rg.Sub, strings.ToLower(sub.State))
+	}
+	key := model.ResourceGroupKey(rg.Sub, rg.Name)
+	cur, rev, err := state.Get[model.ResourceGroup](ctx, s.opts.Store, key)
+	status := http.StatusCreated
+	conds := []store.Cond{store.ModRevisionIs(model.SubscriptionKey(rg.Sub), subRev)}
+	var ops []store.Op
 	switch {
 	case err == nil:
 		if cur.Deleting {
-			return errs.New(errs.Conflict, "ResourceGroupBeingDeleted", "The resource group '%s' is in deprovisioning state and cannot perform this operation.", cur.Name)
+			return 0, errs.New(errs.Conflict, "ResourceGroupBeingDeleted", "The resource group '%s' is in deprovisioning state and cannot perform this operation.", cur.Name)
 		}
 		status = http.StatusOK
 		rg.Name = cur.Name
 	case errors.Is(err, store.ErrNotFound):
 		rev = 0
-	default:
-		return err
-	}
-	if _, err := s.opts.Store.Txn(r.Context(), []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, rg)); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return errs.New(errs.Conflict, "Conflict", "The resource group '%s' was changed concurrently; retry the request.", name)
+		guard := model.ResourceGroupGuardKey(rg.Sub)
+		var guardRev int64
+		if kv, err := s.opts.Store.Get(ctx, guard); err == nil {
+			guardRev = kv.ModRevision
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return 0, err
 		}
-		return err
+		n, err := s.countKeys(ctx, model.ResourceGroupPrefix(rg.Sub), s.opts.MaxResourceGroups)
+		if err != nil {
+			return 0, err
+		}
+		if n >= s.opts.MaxResourceGroups {
+			return 0, errs.New(errs.Conflict, "ResourceGroupQuotaExceeded", "Creating the resource group '%s' would exceed the quota of %d resource groups of subscription '%s'.", rg.Name, s.opts.MaxResourceGroups, rg.Sub)
+		}
+		c, op := guardOps(guard, guardRev)
+		conds, ops = append(conds, c), append(ops, op)
+	default:
+		return 0, err
 	}
-	writeJSON(w, status, renderRG(rg))
-	return nil
+	conds = append(conds, store.ModRevisionIs(key, rev))
+	if _, err := s.opts.Store.Txn(ctx, conds, append(ops, state.PutOp(key, rg))...); err != nil {
+		return 0, err
+	}
+	return status, nil
 }
 
 // patchResourceGroup updates a resource group's tags.
@@ -180,6 +234,9 @@ func (s *Server) patchResourceGroup(w http.ResponseWriter, r *http.Request, rc *
 		if err := decode(body, &in); err != nil {
 			return err
 		}
+	}
+	if err := validateTags(in.Tags); err != nil {
+		return err
 	}
 	rg, err := state.Update(r.Context(), s.opts.Store, model.ResourceGroupKey(rc.v("sub"), rc.v("rg")), func(rg *model.ResourceGroup) error {
 		if rg.Deleting {
@@ -221,16 +278,28 @@ func (s *Server) getResourceGroup(w http.ResponseWriter, r *http.Request, rc *re
 	return nil
 }
 
+// listResourceGroups pages the groups in key (lower-cased name) order.
 func (s *Server) listResourceGroups(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	rgs, _, err := state.List[model.ResourceGroup](r.Context(), s.opts.Store, model.ResourceGroupPrefix(rc.v("sub")))
+	prefix := model.ResourceGroupPrefix(rc.v("sub"))
+	start, err := pageStart(rc, prefix, nil)
 	if err != nil {
 		return err
 	}
-	page := arm.Page[resourceGroupBody]{Value: []resourceGroupBody{}}
-	for _, rg := range rgs {
+	kvs, next, err := state.ListPage(r.Context(), s.opts.Store, prefix, start, s.opts.PageSize)
+	if err != nil {
+		return err
+	}
+	page := arm.Page[resourceGroupBody]{Value: make([]resourceGroupBody, 0, len(kvs))}
+	for _, kv := range kvs {
+		rg := &model.ResourceGroup{}
+		if err := json.Unmarshal(kv.Value, rg); err != nil {
+			return err
+		}
 		page.Value = append(page.Value, renderRG(rg))
 	}
-	sort.Slice(page.Value, func(i, j int) bool { return page.Value[i].Name < page.Value[j].Name })
+	if next != "" {
+		page.NextLink = pageLink(r, prefix, next)
+	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
 }

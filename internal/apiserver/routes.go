@@ -139,6 +139,7 @@ func (s *Server) register() {
 
 	// VM sizes.
 	s.handle(get, locP+"/vmSizes", cv, s.listVMSizes)
+	s.handle(get, locP+"/usages", cv, s.listUsages)
 
 	// Operations.
 	s.handle(get, locP+"/operations/{op}", nil, s.getOperation)
@@ -164,6 +165,10 @@ func (s *Server) register() {
 	op(s.handle(get, "providers/vmssd.Admin/vmSizes", av, s.adminListVMSizes))
 	op(s.handle(put, "providers/vmssd.Admin/vmSizes/{name}", av, s.adminPutVMSize))
 	op(s.handle(del, "providers/vmssd.Admin/vmSizes/{name}", av, s.adminDeleteVMSize))
+	op(s.handle(get, "providers/vmssd.Admin/quotas", av, s.adminListQuotas))
+	op(s.handle(put, "providers/vmssd.Admin/quotas/{id}", av, s.adminPutQuota))
+	op(s.handle(get, "providers/vmssd.Admin/quotas/{id}", av, s.adminGetQuota))
+	op(s.handle(del, "providers/vmssd.Admin/quotas/{id}", av, s.adminDeleteQuota))
 	op(s.handle(get, "providers/vmssd.Admin/principals", av, s.adminListPrincipals))
 	op(s.handle(put, "providers/vmssd.Admin/principals/{id}", av, s.adminPutPrincipal))
 	op(s.handle(get, "providers/vmssd.Admin/principals/{id}", av, s.adminGetPrincipal))

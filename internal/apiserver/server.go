@@ -86,7 +86,12 @@ type Options struct {
 	PageSize int
 	// MaxCapacity bounds sku.capacity.
 	MaxCapacity int64
-	Now         func() time.Time
+	// MaxResourceGroups bounds a subscription's resource groups (980 as
+	// Azure); MaxScaleSetsPerGroup bounds a resource group's scale sets
+	// (800, Azure's bound per resource type and group).
+	MaxResourceGroups    int
+	MaxScaleSetsPerGroup int
+	Now                  func() time.Time
 }
 
 // Server is the HTTP handler.
@@ -95,6 +100,8 @@ type Server struct {
 	routes []route
 	log    *slog.Logger
 	vms    vmCache
+	// subLocks serialise a subscription's quota-bound writes (quota.go).
+	subLocks subLocks
 }
 
 // New builds the server.
@@ -110,6 +117,12 @@ func New(opts Options) *Server {
 	}
 	if opts.MaxCapacity <= 0 {
 		opts.MaxCapacity = 1000
+	}
+	if opts.MaxResourceGroups <= 0 {
+		opts.MaxResourceGroups = 980
+	}
+	if opts.MaxScaleSetsPerGroup <= 0 {
+		opts.MaxScaleSetsPerGroup = 800
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -310,8 +323,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// maxBody bounds request bodies.
-const maxBody = 4 << 20
+// maxBody bounds ARM request bodies (artifact uploads are read elsewhere,
+// with their own bound): a scale set model with the largest customData and
+// userData fits well within it.
+const maxBody = 1 << 20
 
 // readBody reads a JSON body; empty bodies give nil.
 func readBody(r *http.Request) ([]byte, error) {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
@@ -146,22 +145,21 @@ func (s *Server) listScaleSets(w http.ResponseWriter, r *http.Request, rc *reqCt
 			return err
 		}
 	}
-	kvs, _, err := s.opts.Store.List(ctx, model.ScaleSetPrefix(rc.v("sub"), rc.v("rg")))
+	prefix := model.ScaleSetPrefix(rc.v("sub"), rc.v("rg"))
+	start, err := pageStart(rc, prefix, nil)
 	if err != nil {
 		return err
 	}
-	start, err := skipToken(rc)
+	// One page of records is read, decoded and rendered; a location filter
+	// may leave it shorter than the page size.
+	kvs, next, err := state.ListPage(ctx, s.opts.Store, prefix, start, s.opts.PageSize)
 	if err != nil {
 		return err
 	}
 	page := arm.Page[*armcompute.VirtualMachineScaleSet]{Value: []*armcompute.VirtualMachineScaleSet{}}
-	for i := start; i < len(kvs); i++ {
-		if len(page.Value) == s.opts.PageSize {
-			page.NextLink = nextLink(r, i)
-			break
-		}
+	for _, kv := range kvs {
 		set := &model.ScaleSet{}
-		if err := json.Unmarshal(kvs[i].Value, set); err != nil {
+		if err := json.Unmarshal(kv.Value, set); err != nil {
 			return err
 		}
 		if loc := rc.v("loc"); loc != "" && !strings.EqualFold(loc, set.Location()) {
@@ -171,29 +169,13 @@ func (s *Server) listScaleSets(w http.ResponseWriter, r *http.Request, rc *reqCt
 		if err != nil {
 			return err
 		}
-		page.Value = append(page.Value, s.render(set, st, kvs[i].ModRevision))
+		page.Value = append(page.Value, s.render(set, st, kv.ModRevision))
+	}
+	if next != "" {
+		page.NextLink = pageLink(r, prefix, next)
 	}
 	writeJSON(w, http.StatusOK, page)
 	return nil
-}
-
-// skipToken parses the $skiptoken of a nextLink (an offset).
-func skipToken(rc *reqCtx) (int, error) {
-	t := rc.query.Get("$skiptoken")
-	if t == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(t)
-	if err != nil || n < 0 {
-		return 0, errs.InvalidParameter("$skiptoken", "The $skiptoken '%s' is not valid.", t)
-	}
-	return n, nil
-}
-
-func nextLink(r *http.Request, offset int) string {
-	q := r.URL.Query()
-	q.Set("$skiptoken", strconv.Itoa(offset))
-	return "https://" + r.Host + r.URL.Path + "?" + q.Encode()
 }
 
 // readOnlyClear drops the fields clients may echo back but never set.
@@ -233,6 +215,19 @@ func (s *Server) validate(m *armcompute.VirtualMachineScaleSet) error {
 	if !strings.EqualFold(*m.Location, s.opts.Location) {
 		return errs.New(errs.Invalid, "LocationNotAvailableForResourceType",
 			"The provided location '%s' is not available for resource type '%s'. List of available regions for the resource type is '%s'.", *m.Location, typeVMSS, s.opts.Location).WithTarget("location")
+	}
+	if len(m.Tags) > 0 {
+		tags := make(map[string]string, len(m.Tags))
+		for k, v := range m.Tags {
+			if v != nil {
+				tags[k] = *v
+			} else {
+				tags[k] = ""
+			}
+		}
+		if err := validateTags(tags); err != nil {
+			return err
+		}
 	}
 	if m.SKU != nil && m.SKU.Capacity != nil {
 		c := *m.SKU.Capacity
@@ -427,6 +422,10 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 			return err
 		}
 	}
+	// Writes that may raise the subscription's usage are serialised here;
+	// the guard key in their transaction is what makes the quota exact.
+	unlock := s.subLocks.lock(ref.Sub)
+	defer unlock()
 	for attempt := 0; ; attempt++ {
 		// Each attempt re-reads the set and re-checks If-Match, so a real
 		// change of the set still gives 412.
@@ -548,11 +547,16 @@ func (s *Server) tryWriteScaleSet(r *http.Request, rc *reqCtx, ref model.SetRef,
 		}
 	}
 
-	op, ops := state.NewOperation("vmss.put", ref.Sub, s.opts.Location, ref.String(), next.Generation, now)
 	key := model.ScaleSetKey(ref)
-	// The resource group must not start being deleted under us.
-	conds := []store.Cond{store.ModRevisionIs(key, rev), store.ModRevisionIs(model.ResourceGroupKey(ref.Sub, rg.Name), rgRev)}
-	newRev, err := s.opts.Store.Txn(ctx, conds, append(ops, state.PutOp(key, next))...)
+	guardCond, guardOp, err := s.checkComputeQuota(ctx, ref, key, next, exists)
+	if err != nil {
+		return nil, err
+	}
+	op, ops := state.NewOperation("vmss.put", ref.Sub, s.opts.Location, ref.String(), next.Generation, now)
+	// The resource group must not start being deleted under us, and the
+	// subscription's usage must still be the one the quota was checked on.
+	conds := []store.Cond{store.ModRevisionIs(key, rev), store.ModRevisionIs(model.ResourceGroupKey(ref.Sub, rg.Name), rgRev), guardCond}
+	newRev, err := s.opts.Store.Txn(ctx, conds, append(ops, state.PutOp(key, next), guardOp)...)
 	if err != nil {
 		return nil, err
 	}

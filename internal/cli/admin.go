@@ -17,7 +17,7 @@ func newAdminCommand(root *rootOptions) *cobra.Command {
 	sub.AddCommand(newSubCreateCommand(root), newSubListCommand(root), newSubShowCommand(root), newSubDeleteCommand(root))
 	pr := groupCommand("principal", "Manage service principals (operator)")
 	pr.AddCommand(newPrincipalCreateCommand(root), newPrincipalListCommand(root), newPrincipalShowCommand(root), newPrincipalDeleteCommand(root))
-	cmd.AddCommand(sub, pr, newAdminVMSizeCommand(root))
+	cmd.AddCommand(sub, pr, newAdminVMSizeCommand(root), newAdminQuotaCommand(root))
 	return cmd
 }
 

@@ -15,7 +15,7 @@ import (
 
 func newVMCommand(root *rootOptions) *cobra.Command {
 	cmd := groupCommand("vm", "Virtual machine information (az vm)")
-	cmd.AddCommand(newVMListSizesCommand(root))
+	cmd.AddCommand(newVMListSizesCommand(root), newVMListUsageCommand(root))
 	return cmd
 }
 

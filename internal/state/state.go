@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -239,4 +240,40 @@ func ErrorDetail(err error) *arm.ErrorDetail {
 		d.Details = append(d.Details, *ErrorDetail(x))
 	}
 	return d
+}
+
+// Ranger is implemented by stores that can read a bounded range of keys
+// (memstore and boltstore do); ListPage falls back to List for others.
+type Ranger interface {
+	// ListRange returns, in key order, at most limit keys that start with
+	// prefix and are not less than start, and the store revision.
+	ListRange(ctx context.Context, prefix, start string, limit int) ([]store.KV, int64, error)
+}
+
+// ListPage returns at most limit keys under prefix from start (inclusive;
+// "" is the beginning), and the key the next page starts at ("" when none
+// follows). Only that page is read when the store is a Ranger.
+func ListPage(ctx context.Context, s store.Store, prefix, start string, limit int) (kvs []store.KV, next string, err error) {
+	if limit <= 0 {
+		return nil, "", fmt.Errorf("state: list page of %d keys", limit)
+	}
+	if start < prefix {
+		start = prefix
+	}
+	if r, ok := s.(Ranger); ok {
+		kvs, _, err = r.ListRange(ctx, prefix, start, limit+1)
+	} else {
+		kvs, _, err = s.List(ctx, prefix)
+		if err == nil {
+			i, _ := slices.BinarySearchFunc(kvs, start, func(kv store.KV, k string) int { return strings.Compare(string(kv.Key), k) })
+			kvs = kvs[i:]
+		}
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if len(kvs) > limit {
+		return kvs[:limit], string(kvs[limit].Key), nil
+	}
+	return kvs, "", nil
 }
