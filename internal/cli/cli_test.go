@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmssd/vmssd/internal/artifact"
 	"github.com/vmssd/vmssd/internal/auth"
@@ -83,6 +87,11 @@ func (c *ctl) tsvRows(args ...string) [][]string {
 	return rows
 }
 
+// instanceColumns is a query of list-instances: id, power state, latest
+// model applied, image version.
+const instanceColumns = "[].[instanceId, properties.instanceView.statuses[?starts_with(code, 'PowerState/')].code | [0], " +
+	"properties.latestModelApplied, properties.storageProfile.imageReference.exactVersion]"
+
 // eventually retries cond until it holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -93,7 +102,7 @@ func TestScaleSetLifecycle(t *testing.T) {
 	e := testenv.Start(t, testenv.Options{})
 	c := newCtl(t, e)
 
-	out := c.ok("group", "create", "-n", "rg1")
+	out := c.ok("group", "create", "-n", "rg1", "-o", "table")
 	if !strings.Contains(out, "rg1") || !strings.Contains(out, "local") {
 		t.Errorf("group create table: %q", out)
 	}
@@ -138,17 +147,17 @@ func TestScaleSetLifecycle(t *testing.T) {
 		}
 	}
 
-	// Table and tsv: the instance columns.
-	out = c.ok("vmss", "list-instances", "-g", "rg1", "-n", "web")
+	// Table: the instance columns; tsv of a query: the fields a script asks for.
+	out = c.ok("vmss", "list-instances", "-g", "rg1", "-n", "web", "-o", "table")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 5 || strings.Join(strings.Fields(lines[0]), " ") != "InstanceId Name ComputerName ProvisioningState Power Health LatestModel Version FD UD" {
 		t.Errorf("list-instances table:\n%s", out)
 	}
 	eventually(t, "3 running instances", func() bool {
-		rows := c.tsvRows("vmss", "list-instances", "-g", "rg1", "-n", "web")
+		rows := c.tsvRows("vmss", "list-instances", "-g", "rg1", "-n", "web", "--query", instanceColumns)
 		n := 0
 		for _, r := range rows {
-			if len(r) == 10 && r[4] == "running" && r[6] == "true" && r[7] == "1.0.0" {
+			if len(r) == 4 && r[1] == "PowerState/running" && r[2] == "true" && r[3] == "1.0.0" {
 				n++
 			}
 		}
@@ -195,8 +204,8 @@ func TestScaleSetLifecycle(t *testing.T) {
 	// stop (poweroff) and start.
 	power := func() []string {
 		var ps []string
-		for _, r := range c.tsvRows("vmss", "list-instances", "-g", "rg1", "-n", "web") {
-			ps = append(ps, r[4])
+		for _, r := range c.tsvRows("vmss", "list-instances", "-g", "rg1", "-n", "web", "--query", instanceColumns) {
+			ps = append(ps, strings.TrimPrefix(r[1], "PowerState/"))
 		}
 		return ps
 	}
@@ -230,11 +239,12 @@ func TestScaleSetLifecycle(t *testing.T) {
 	}
 
 	// show / list.
-	if rows := c.tsvRows("vmss", "list", "-g", "rg1"); len(rows) != 1 || rows[0][0] != "web" || rows[0][1] != "rg1" || rows[0][4] != "2" {
+	if rows := c.tsvRows("vmss", "list", "-g", "rg1", "--query", "[].[name, sku.capacity]"); len(rows) != 1 || rows[0][0] != "web" || rows[0][1] != "2" {
 		t.Errorf("vmss list tsv: %v", rows)
 	}
-	if rows := c.tsvRows("vmss", "show", "-g", "rg1", "-n", "web"); len(rows) != 1 || rows[0][7] != "vmssd:demo:guest:1.1.0" {
-		t.Errorf("vmss show tsv: %v", rows)
+	out = c.ok("vmss", "show", "-g", "rg1", "-n", "web", "-o", "table")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.Contains(lines[2], "web  ") || !strings.HasSuffix(lines[2], "  vmssd:demo:guest:1.1.0") {
+		t.Errorf("vmss show table:\n%s", out)
 	}
 
 	// A missing scale set: the ARM error code and a non-zero exit.
@@ -360,7 +370,7 @@ func TestImagesAndAdmin(t *testing.T) {
 	}
 	// A raw token works too.
 	tok := e.IssueToken("operator", "operator")
-	if out, errOut, code := c.run("group", "list", "--subscription", "team-a", "--token", tok, "-o", "tsv"); code != 0 || !strings.HasPrefix(out, "alice-rg\t") {
+	if out, errOut, code := c.run("group", "list", "--subscription", "team-a", "--token", tok, "--query", "[].name", "-o", "tsv"); code != 0 || out != "alice-rg\n" {
 		t.Errorf("--token: exit %d, %q %q", code, out, errOut)
 	}
 	// Non-empty subscriptions cannot be deleted.
@@ -388,7 +398,8 @@ func TestVMSizes(t *testing.T) {
 	// sizeRow finds a size in `vm list-sizes -o tsv` (nil if absent).
 	sizeRow := func(name string, args ...string) []string {
 		t.Helper()
-		for _, r := range c.tsvRows(append([]string{"vm", "list-sizes"}, args...)...) {
+		args = append([]string{"vm", "list-sizes", "--query", "[].[name, numberOfCores, memoryInMB, maxDataDiskCount]"}, args...)
+		for _, r := range c.tsvRows(args...) {
 			if r[0] == name {
 				return r
 			}
@@ -397,7 +408,7 @@ func TestVMSizes(t *testing.T) {
 	}
 
 	// The seeded table, through the SDK's VirtualMachineSizesClient.
-	out := c.ok("vm", "list-sizes")
+	out := c.ok("vm", "list-sizes", "-o", "table")
 	if lines := strings.Split(out, "\n"); strings.Join(strings.Fields(lines[0]), " ") != "Name Cores MemoryMB MaxDataDisks" {
 		t.Errorf("list-sizes table:\n%s", out)
 	}
@@ -466,7 +477,7 @@ func TestVMSizes(t *testing.T) {
 		}
 	}
 	// ... but can list the sizes.
-	if out, errOut, code := c.run("vm", "list-sizes", "--token", tenant, "-o", "tsv"); code != 0 || !strings.Contains(out, "Custom_T1\t") {
+	if out, errOut, code := c.run("vm", "list-sizes", "--token", tenant, "--query", "[?name=='Custom_T1'].name", "-o", "tsv"); code != 0 || out != "Custom_T1\n" {
 		t.Errorf("tenant list-sizes: exit %d, %q %q", code, out, errOut)
 	}
 
@@ -495,7 +506,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"vmss", "frobnicate"}, "unknown command"},
 		{[]string{"nope"}, "unknown command"},
 		{[]string{"vmss", "show", "-g", "rg"}, `"name" not set`},
-		{[]string{"vmss", "show", "-g", "rg", "-n", "x", "-o", "yaml"}, "invalid choice"},
+		{[]string{"vmss", "show", "-g", "rg", "-n", "x", "-o", "xml"}, "invalid choice"},
 		{[]string{"vmss", "show", "-g", "rg", "-n", "x", "--bogus"}, "unknown flag"},
 		{[]string{"vmss", "create", "-g", "rg", "-n", "x"}, "--image or --image-uri"},
 		{[]string{"vmss", "create", "-g", "rg", "-n", "x", "--image", "a:b"}, "publisher:offer:sku:version"},
@@ -640,4 +651,147 @@ func TestComputerNamePrefix(t *testing.T) {
 			t.Errorf("%q: %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestOutputConventions: az's output conventions (-o, --query, the default
+// format and where it is configured) on real command results.
+func TestOutputConventions(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	c := newCtl(t, e)
+	c.ok("group", "create", "-n", "rg1", "-o", "none")
+	if out := c.ok("vmss", "create", "-g", "rg1", "-n", "web", "--image", "vmssd:demo:guest:1.0.0", "--instance-count", "2", "-o", "none"); out != "" {
+		t.Errorf("-o none printed %q", out)
+	}
+
+	// Without -o the output is az's default, JSON.
+	var vms []*armcompute.VirtualMachineScaleSetVM
+	if out := c.ok("vmss", "list-instances", "-g", "rg1", "-n", "web"); json.Unmarshal([]byte(out), &vms) != nil || len(vms) != 2 {
+		t.Fatalf("default output: %q", out)
+	}
+
+	withOutput := filepath.Join(t.TempDir(), "vmssctl.json")
+	b, err := os.ReadFile(e.Server.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["output"] = "tsv"
+	b, _ = json.Marshal(cfg)
+	if err := os.WriteFile(withOutput, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := []string{"vmss", "list-instances", "-g", "rg1", "-n", "web", "--query", "[].instanceId"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"tsv of a query", append(ids, "-o", "tsv"), nil, "0\n1\n"},
+		{"json of a query", ids, nil, "[\n  \"0\",\n  \"1\"\n]\n"},
+		{"yaml of a query", []string{"vmss", "list-instances", "-g", "rg1", "-n", "web", "--query", "[].{id: instanceId, latest: properties.latestModelApplied}", "-o", "yaml"}, nil,
+			"- id: \"0\"\n  latest: true\n- id: \"1\"\n  latest: true\n"},
+		{"table of a query, columns as the query names them", []string{"vmss", "show", "-g", "rg1", "-n", "web", "--query", "{Set: name, Capacity: sku.capacity, Mode: properties.upgradePolicy.mode}", "-o", "table"}, nil,
+			"Set  Capacity  Mode\n---  --------  ----\nweb  2         Manual\n"},
+		{"a number", []string{"vmss", "show", "-g", "rg1", "-n", "web", "--query", "sku.capacity"}, nil, "2\n"},
+		{"a filter", []string{"vm", "list-sizes", "--query", "[?name=='Standard_A1'].[name, numberOfCores, memoryInMB]", "-o", "tsv"}, nil, "Standard_A1\t1\t128\n"},
+		{"a function", []string{"group", "list", "--query", "length([?name=='rg1'])", "-o", "tsv"}, nil, "1\n"},
+		{"image list", []string{"image", "list", "--query", "[].urn", "-o", "tsv"}, nil, "vmssd:demo:guest:1.1.0\n"},
+		{"operator list", []string{"admin", "subscription", "list", "--query", "[].subscriptionId", "-o", "tsv"}, nil, e.Sub + "\n"},
+		{"an instance view", []string{"vmss", "get-instance-view", "-g", "rg1", "-n", "web", "--instance-id", "0", "--query", "statuses[?starts_with(code, 'ProvisioningState/')].code", "-o", "tsv"}, nil, "ProvisioningState/succeeded\n"},
+		{"$VMSSCTL_OUTPUT", ids, map[string]string{"VMSSCTL_OUTPUT": "tsv"}, "0\n1\n"},
+		{"$AZURE_CORE_OUTPUT", ids, map[string]string{"AZURE_CORE_OUTPUT": "tsv"}, "0\n1\n"},
+		{"the config file", ids, map[string]string{"VMSSCTL_CONFIG": withOutput}, "0\n1\n"},
+		{"-o over the environment", append(ids, "-o", "json"), map[string]string{"VMSSCTL_OUTPUT": "tsv"}, "[\n  \"0\",\n  \"1\"\n]\n"},
+		{"-o none", append(ids, "-o", "none"), nil, ""},
+	} {
+		c := newCtl(t, e)
+		maps.Copy(c.env, tc.env)
+		if out, errOut, code := c.run(tc.args...); code != 0 || out != tc.want {
+			t.Errorf("%s: vmssctl %s: exit %d, stdout %q (want %q), stderr %q", tc.name, strings.Join(tc.args, " "), code, out, tc.want, errOut)
+		}
+	}
+
+	// A query that does not parse is a usage error, before any request.
+	out, errOut, code := c.run("vmss", "list-instances", "-g", "rg1", "-n", "web", "--query", "[?instanceId=='0'", "-o", "tsv")
+	if code != ExitUsage || out != "" || !strings.HasPrefix(errOut, "ERROR: argument --query: invalid JMESPath query") {
+		t.Errorf("bad query: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// One that fails on the result is an error too, never empty output.
+	out, errOut, code = c.run("vmss", "show", "-g", "rg1", "-n", "web", "--query", "abs(name)")
+	if code != ExitError || out != "" || !strings.HasPrefix(errOut, `ERROR: --query "abs(name)": `) {
+		t.Errorf("failing query: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// A bad default is reported as such.
+	c.env["AZURE_CORE_OUTPUT"] = "xml"
+	if _, errOut, code := c.run(ids...); code != ExitUsage || !strings.Contains(errOut, "$AZURE_CORE_OUTPUT: invalid choice") {
+		t.Errorf("bad $AZURE_CORE_OUTPUT: exit %d, stderr %q", code, errOut)
+	}
+	delete(c.env, "AZURE_CORE_OUTPUT")
+
+	// jsonc colours only on a terminal.
+	tty := func(env map[string]string, args ...string) string {
+		t.Helper()
+		master, slave := openPTY(t)
+		read := make(chan string)
+		go func() {
+			b, _ := io.ReadAll(master) // ends with EIO once the slave is closed
+			read <- string(b)
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var errOut bytes.Buffer
+		code := Execute(ctx, args, nil, slave, &errOut, func(k string) string {
+			if v, ok := env[k]; ok {
+				return v
+			}
+			return c.env[k]
+		})
+		slave.Close()
+		out := <-read
+		if code != 0 {
+			t.Fatalf("vmssctl %v on a terminal: exit %d: %s", args, code, errOut.String())
+		}
+		return out
+	}
+	out = tty(nil, "group", "show", "-n", "rg1", "-o", "jsonc")
+	if !strings.Contains(out, colorKey+`"name"`+colorReset+": "+colorString+`"rg1"`+colorReset) {
+		t.Errorf("jsonc on a terminal: %q", out)
+	}
+	out = tty(map[string]string{"NO_COLOR": "1"}, "group", "show", "-n", "rg1", "-o", "jsonc")
+	if strings.Contains(out, "\x1b[") || !strings.Contains(out, `"name": "rg1"`) {
+		t.Errorf("jsonc with $NO_COLOR: %q", out)
+	}
+	out = tty(nil, "group", "show", "-n", "rg1")
+	if strings.Contains(out, "\x1b[") {
+		t.Errorf("json on a terminal is coloured: %q", out)
+	}
+}
+
+// openPTY opens a pseudo-terminal pair; the test skips where the system has
+// none.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	fd := int(m.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("pty number: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open pty: %v", err)
+	}
+	return m, s
 }

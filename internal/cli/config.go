@@ -50,9 +50,10 @@ type rootOptions struct {
 	clientSecret string
 	token        string
 	subscription string
-	output       string
 	noWait       bool
 	debug        bool
+
+	outputOptions // -o, --query (output.go)
 
 	// ran is set once a command's Run started: errors before it are usage
 	// errors.
@@ -70,17 +71,13 @@ func (r *rootOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&r.clientSecret, "client-secret", "", "client secret of the service principal (or $VMSSCTL_CLIENT_SECRET)")
 	f.StringVar(&r.token, "token", "", "raw bearer token to use instead of a client credential (or $VMSSCTL_TOKEN)")
 	f.StringVar(&r.subscription, "subscription", "", "subscription id")
-	f.StringVarP(&r.output, "output", "o", "table", "output format: json, table, tsv or none")
+	r.addOutputFlags(f)
 	f.BoolVar(&r.noWait, "no-wait", false, "do not wait for long-running operations to finish")
 	f.BoolVar(&r.debug, "debug", false, "log HTTP requests to stderr")
 }
 
 func (r *rootOptions) validateGlobal() error {
-	switch r.output {
-	case "json", "table", "tsv", "none":
-		return nil
-	}
-	return usageErrorf("argument --output/-o: invalid choice: %q (choose from 'json', 'table', 'tsv', 'none')", r.output)
+	return r.resolveOutput()
 }
 
 // configFile returns the config path and whether it was asked for explicitly.
