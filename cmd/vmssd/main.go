@@ -61,6 +61,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.HealthGrace, "health-grace", 30*time.Second, "application health grace period")
 	fs.StringVar(&cfg.VMs, "vms", "auto", "virtual machine images: auto (when QEMU is installed) or off")
 	fs.StringVar(&cfg.Accel, "accel", "auto", "VM acceleration: auto (KVM only where proven usable), kvm or tcg")
+	fs.BoolVar(&cfg.UnsandboxedProcessImages, "unsandboxed-process-images", false, "where the host cannot sandbox process instances (no runc, not root), run operator images as plain processes (tenant images are refused)")
 	fs.DurationVar(&cfg.BootDeadline, "boot-deadline", 180*time.Second, "a VM that has not booted by then is stopped and reported failed")
 	fs.Float64Var(&cfg.MemoryOvercommit, "memory-overcommit", 1.0, "how far VM memory may exceed the host's memory")
 	debug := fs.Bool("debug", false, "debug logging")

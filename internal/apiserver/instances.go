@@ -98,6 +98,15 @@ func (s *Server) instanceViewOf(inst *model.Instance) *armcompute.VirtualMachine
 		}
 		iv.Statuses = append(iv.Statuses, status("Virtualization/"+obs.Accel, display, armcompute.StatusLevelTypesInfo, nil))
 	}
+	if ok && obs.Isolation != "" {
+		display := "Sandboxed: an OCI container (runc) with its own user, mount, pid and network namespaces"
+		level := armcompute.StatusLevelTypesInfo
+		if obs.Isolation == "none" {
+			display = "Not sandboxed: a plain host process (allowed by the operator)"
+			level = armcompute.StatusLevelTypesWarning
+		}
+		iv.Statuses = append(iv.Statuses, status("Isolation/"+obs.Isolation, display, level, nil))
+	}
 	if ok && obs.Message != "" {
 		iv.Statuses = append(iv.Statuses, status("InstanceStatus/driver", obs.Message, armcompute.StatusLevelTypesInfo, nil))
 	}

@@ -527,6 +527,9 @@ func (c *Controller) spec(ctx context.Context, set *model.ScaleSet, inst *model.
 	}
 	return driver.Spec{
 		ID: inst.VMID, ImageDir: dir, ImageDigest: img.Digest, Size: size.Name, VCPUs: size.VCPUs, MemoryMB: size.MemoryMB,
+		// Marketplace images are published by the operator; custom URIs
+		// (tenant uploads) are untrusted.
+		OperatorImage: img.URI == "",
 		Metadata: driver.Metadata{
 			SubscriptionID: set.Sub, ResourceGroupName: set.RG, VMScaleSetName: set.Name,
 			Name: inst.Name(), InstanceID: strconv.FormatInt(inst.ID, 10), VMID: inst.VMID,
@@ -584,6 +587,7 @@ var hostErrors = []struct {
 	{driver.ErrInsufficientCapacity, errs.Conflict, "AllocationFailed"},
 	{driver.ErrSizeUnsupported, errs.Invalid, "SkuNotAvailable"},
 	{driver.ErrImageInvalid, errs.Invalid, "InvalidImage"},
+	{driver.ErrSandboxUnavailable, errs.Conflict, "SandboxNotAvailable"},
 }
 
 // instanceError is the ARM error recorded on an instance whose host action

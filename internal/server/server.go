@@ -49,6 +49,14 @@ type Config struct {
 	Store string
 	// GuestBinary runs process-image guests (default: this executable).
 	GuestBinary string
+	// UnsandboxedProcessImages lets operator process images run as plain
+	// host processes where the host cannot sandbox them (no runc, not
+	// root). Tenant images are refused there either way.
+	UnsandboxedProcessImages bool
+	// ProcessIsolation forces how process instances run: "" (runc
+	// containers), "runc" or "none" (plain processes, operator images
+	// only).
+	ProcessIsolation string
 	// DefaultSubscription is created on first start.
 	DefaultSubscription string
 	// PageSize bounds list pages.
@@ -179,7 +187,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: artifacts: %w", err)
 	}
 	imgs := &images{store: arts, files: map[string]fileImport{}}
-	drv, err := process.New(process.Options{Root: filepath.Join(cfg.DataDir, "hosts", "local", "instances"), GuestBinary: cfg.GuestBinary, Logger: log})
+	drv, err := process.New(process.Options{Root: filepath.Join(cfg.DataDir, "hosts", "local", "instances"), GuestBinary: cfg.GuestBinary, Logger: log,
+		Isolation: process.Isolation(cfg.ProcessIsolation), AllowUnsandboxed: cfg.UnsandboxedProcessImages})
 	if err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("server: process driver: %w", err)

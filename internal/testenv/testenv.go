@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +25,8 @@ import (
 	"time"
 
 	"github.com/vmssd/vmssd/internal/auth"
+	"github.com/vmssd/vmssd/internal/driver/process"
+	"github.com/vmssd/vmssd/internal/driver/sandbox"
 	"github.com/vmssd/vmssd/internal/guest"
 	"github.com/vmssd/vmssd/internal/server"
 )
@@ -90,6 +93,9 @@ func Start(t testing.TB, o Options) *Env {
 		PageSize: o.PageSize, HealthGrace: o.HealthGrace, BootDeadline: o.BootDeadline,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
+	// Without runc (a laptop) operator images run unsandboxed; CI
+	// (VMSSD_E2E=1) always sandboxes.
+	cfg.UnsandboxedProcessImages = !CanSandbox() && os.Getenv("VMSSD_E2E") != "1"
 	s, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start vmssd: %v", err)
@@ -106,9 +112,50 @@ func Start(t testing.TB, o Options) *Env {
 	return e
 }
 
+// CanSandbox reports whether this host runs process instances in runc
+// containers (runc installed, running as root).
+func CanSandbox() bool {
+	_, err := sandbox.Check("")
+	return err == nil
+}
+
+// Containers returns the running containers (their host init pids by
+// instance id) of the sandboxed process instances of the server on dataDir.
+func Containers(dataDir string) map[string]int {
+	out := map[string]int{}
+	runDir := process.DefaultRunDir(InstancesRoot(dataDir))
+	if _, err := os.Stat(runDir); err != nil {
+		return out
+	}
+	rt, err := sandbox.NewRuntime("", filepath.Join(runDir, "runc"))
+	if err != nil {
+		return out
+	}
+	sts, _ := rt.List(context.Background())
+	for _, st := range sts {
+		if st.Status == "running" && st.Pid > 0 {
+			if b, err := os.ReadFile("/proc/" + strconv.Itoa(st.Pid) + "/stat"); err == nil {
+				if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] != 'Z' {
+					out[st.ID] = st.Pid
+				}
+			}
+		}
+	}
+	return out
+}
+
+// InstancesRoot is where the server on dataDir keeps its process
+// instances.
+func InstancesRoot(dataDir string) string {
+	return filepath.Join(dataDir, "hosts", "local", "instances")
+}
+
 // KillInstances kills every process (guest or QEMU) whose working directory
-// is under dataDir.
+// is under dataDir, and removes the containers of its sandboxed instances.
 func KillInstances(dataDir string) {
+	if err := process.RemoveContainers(context.Background(), InstancesRoot(dataDir), ""); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: remove containers of %s: %v\n", dataDir, err)
+	}
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
 		pid, err := strconv.Atoi(ent.Name())

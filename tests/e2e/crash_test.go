@@ -144,10 +144,14 @@ func clientCredentialsToken(t testing.TB, e *testenv.Env, cc server.ClientConfig
 }
 
 // guestProcesses counts live guest processes whose working directory is
-// under dataDir (one per running instance, no more).
+// under dataDir, and running containers (one per running instance, no
+// more).
 func guestProcesses(t *testing.T, dataDir string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
+	for id := range testenv.Containers(dataDir) {
+		out["container:"+id]++
+	}
 	ents, _ := os.ReadDir("/proc")
 	for _, ent := range ents {
 		pid, err := strconv.Atoi(ent.Name())

@@ -130,6 +130,9 @@ func (o *Options) setDefaults() error {
 		}
 		o.GuestBinary = exe
 	}
+	if abs, err := filepath.Abs(o.GuestBinary); err == nil {
+		o.GuestBinary = abs
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

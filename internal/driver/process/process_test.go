@@ -85,7 +85,7 @@ func testSpec(id, imageDir string) driver.Spec {
 		ImageDigest: "sha256:" + strings.Repeat("0", 63) + strconv.Itoa(len(imageDir)%10),
 		// Operator images may run unsandboxed (the default of these tests).
 		OperatorImage: true,
-		Metadata:    driver.Metadata{VMID: id, InstanceID: "0", Name: "ss_0", ModelVersion: 1},
+		Metadata:      driver.Metadata{VMID: id, InstanceID: "0", Name: "ss_0", ModelVersion: 1},
 	}
 }
 

@@ -87,7 +87,7 @@ func (d *Driver) setupIsolation() error {
 	scope := cgroupScope(o.Root)
 	runDir := o.RunDir
 	if runDir == "" {
-		runDir = filepath.Join("/run/vmssd", scope)
+		runDir = DefaultRunDir(o.Root)
 	}
 	if err := o.IDs.Validate(); err != nil {
 		return fmt.Errorf("process: %w", err)
@@ -105,6 +105,48 @@ func (d *Driver) setupIsolation() error {
 	}
 	d.sb = &sandboxed{rt: rt, runDir: runDir, scope: scope, ids: o.IDs, pids: o.Pids, pins: map[string]int{}}
 	return nil
+}
+
+// DefaultRunDir is the run directory (Options.RunDir) of a driver on root.
+func DefaultRunDir(root string) string {
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	return filepath.Join("/run/vmssd", cgroupScope(root))
+}
+
+// RemoveContainers kills and removes every container of the driver on root
+// whose run directory is runDir (DefaultRunDir(root) when empty), unmounts
+// their root file systems and removes runDir and the driver's cgroups. The
+// instances' directories are left alone. It is for tests and uninstalls:
+// containers otherwise outlive vmssd by design.
+func RemoveContainers(ctx context.Context, root, runDir string) error {
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	if runDir == "" {
+		runDir = DefaultRunDir(root)
+	}
+	if !exists(runDir) {
+		return nil
+	}
+	var errs []error
+	if rt, err := sandbox.NewRuntime("", filepath.Join(runDir, "runc")); err == nil {
+		sts, err := rt.List(ctx)
+		errs = append(errs, err)
+		for _, st := range sts {
+			errs = append(errs, rt.Delete(ctx, st.ID))
+		}
+	}
+	bundles, _ := filepath.Glob(filepath.Join(runDir, "bundles", "*", "rootfs"))
+	for _, b := range bundles {
+		errs = append(errs, sandbox.Unmount(b))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	sandbox.RemoveCgroups("/vmssd/" + cgroupScope(root))
+	return os.RemoveAll(runDir)
 }
 
 // cgroupScope names the cgroups of the driver on root: its containers are
@@ -244,6 +286,7 @@ func (d *Driver) collectLayers() {
 			d.log.Warn("remove unused image layer", "layer", name, "err", err)
 		}
 	}
+	os.Remove(root) // when empty
 }
 
 // bundleDir is where the container of instance id has its config.json and

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,7 +35,8 @@ func cleanupSandbox(t testing.TB, root string) {
 	t.Cleanup(func() {
 		o := Options{Root: root}
 		inSandbox(&o)
-		os.RemoveAll(o.RunDir)
-		sandbox.RemoveCgroups("/vmssd/" + cgroupScope(root))
+		if err := RemoveContainers(context.Background(), root, o.RunDir); err != nil {
+			t.Errorf("remove containers: %v", err)
+		}
 	})
 }

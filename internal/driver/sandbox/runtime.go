@@ -214,3 +214,19 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// List returns the containers runc knows in this runtime's state root.
+func (r *Runtime) List(ctx context.Context) ([]State, error) {
+	out, err := r.run(ctx, "list", "--format", "json")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	var sts []State
+	if len(bytes.TrimSpace(out)) == 0 || string(bytes.TrimSpace(out)) == "null" {
+		return nil, nil
+	}
+	if err := json.Unmarshal(out, &sts); err != nil {
+		return nil, fmt.Errorf("sandbox: runc list: %w", err)
+	}
+	return sts, nil
+}
