@@ -276,7 +276,8 @@ func (s *Server) adminDeleteSubscription(w http.ResponseWriter, r *http.Request,
 	n, err := s.countKeys(ctx, model.ResourceGroupPrefix(id), s.opts.MaxResourceGroups+1)
 	if err == nil && n == 0 {
 		_, err = s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, markRev)},
-			store.Delete(key), store.Delete(model.QuotaKey(id)), store.DeletePrefix(model.GuardPrefix(id)))
+			store.Delete(key), store.Delete(model.QuotaKey(id)), store.DeletePrefix(model.GuardPrefix(id)),
+			store.DeletePrefix(model.ArtifactGrantKey(id, "")))
 		if err == nil {
 			w.WriteHeader(http.StatusOK)
 			return nil
