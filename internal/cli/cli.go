@@ -129,7 +129,12 @@ add/delete, admin).
 
 Connection settings come from a config file written by vmssd
 (--config, else $VMSSCTL_CONFIG, else $VMSSD_DATA_DIR/vmssctl.json, else
-~/.vmssd/vmssctl.json); flags override it.`,
+~/.vmssd/vmssctl.json); flags override it.
+
+Output follows az: JSON by default, -o for another format (json, jsonc,
+table, tsv, yaml, none; the default can be set with $VMSSCTL_OUTPUT,
+$AZURE_CORE_OUTPUT or "output" in the config file), and --query for a
+JMESPath query applied to the result before it is formatted.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
