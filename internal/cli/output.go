@@ -57,10 +57,9 @@ func (r *rootOptions) addOutputFlags(f *pflag.FlagSet) {
 func (r *rootOptions) resolveOutput() error {
 	format, from := r.output, "argument --output/-o"
 	for _, k := range outputEnv {
-		if format != "" {
-			break
+		if v := r.getenv(k); format == "" && v != "" {
+			format, from = v, "$"+k
 		}
-		format, from = r.getenv(k), "$"+k
 	}
 	if format == "" {
 		format, from = r.configuredOutput()
