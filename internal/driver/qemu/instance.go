@@ -23,8 +23,8 @@ const (
 	manifestFile = instdir.ManifestFile // a copy of the image's manifest
 	consoleFile  = "console.log"        // the serial console, bounded
 	qemuLogFile  = "qemu.log"           // QEMU's own stdout and stderr, bounded
-	pidFile      = "qemu.pid"           // written (and locked) by QEMU
-	qmpSocket    = "qmp.sock"           // QMP, served by QEMU
+	pidFile      = "qemu.pid"           // QEMU's pid, written by vmssd as it starts QEMU
+	qmpSocket    = runDir + "/qmp.sock" // QMP, served by QEMU
 	// diskDir holds what the VM's disks are made of: overlayFile (a qcow2
 	// copy-on-write overlay of the image's disk) and seedFile (a NoCloud
 	// cloud-init seed). It is empty for a direct-boot image without disk.
@@ -56,6 +56,8 @@ type state struct {
 	// of /proc/<pid>/stat, so a recycled pid is not mistaken for it.
 	PID       int    `json:"pid,omitempty"`
 	StartTime uint64 `json:"startTime,omitempty"`
+	// UID is the user (and group) QEMU runs as (0: vmssd's own).
+	UID int `json:"uid,omitempty"`
 	// Accel is how the current (or last) QEMU accelerates the guest.
 	Accel string `json:"accel,omitempty"`
 	// Failure is the ARM code of why the VM stopped by itself, if it failed

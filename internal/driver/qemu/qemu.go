@@ -14,16 +14,16 @@
 //	console.log    the serial console (ttyS0), bounded (console.log.1 holds
 //	               the previous tail)
 //	qemu.log       QEMU's own output, bounded
-//	qemu.pid       QEMU's pid file (QEMU also locks it: a second QEMU for
-//	               the same instance cannot start)
-//	qmp.sock       QEMU's QMP socket
-//	disk/          overlay.qcow2, a copy-on-write overlay of the image's
-//	               disk, and seed.iso, a NoCloud cloud-init seed, when the
-//	               image has them
+//	qemu.pid       QEMU's pid, written by vmssd when it starts QEMU
+//	run/qmp.sock   QEMU's QMP socket (run/ is QEMU's user's)
+//	disk/          kernel, initrd and base.img, links to (or copies of) the
+//	               image's files; overlay.qcow2, a copy-on-write overlay
+//	               of base.img, and seed.iso, a NoCloud cloud-init seed,
+//	               when the image has them
 //
-// The image directory must outlive its instances: the kernel and initrd are
-// read from it at every boot, and the overlay's backing file is the image's
-// disk.
+// An instance does not use its image directory once created: the image's
+// files are linked into disk/. See confine.go for how QEMU is confined
+// (explicit block options, seccomp, its own user, restricted networking).
 //
 // A direct-boot guest gets its identity on the kernel command line, after
 // the image's own parameters: vmssd.hostname= (the computer name)
@@ -168,6 +168,13 @@ type Options struct {
 	// PollInterval is how often a VM's liveness is polled when the kernel
 	// offers no pidfd. Default: 250ms.
 	PollInterval time.Duration
+	// UIDBase is the first uid (and gid) of the users VMs run as when vmssd
+	// runs as root: each VM gets its own, UIDBase plus a slot. Default:
+	// DefaultUIDBase; negative runs QEMU as vmssd's user.
+	UIDBase int
+	// Setpriv is the setpriv(1) binary that starts QEMU as its user.
+	// Default: looked up in PATH (needed only when privileges are dropped).
+	Setpriv string
 	// Logger receives the driver's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -197,6 +204,14 @@ func (o *Options) setDefaults() error {
 	}
 	if err := look(&o.QEMUImg, "qemu-img"); err != nil {
 		return err
+	}
+	if o.UIDBase == 0 {
+		o.UIDBase = DefaultUIDBase
+	}
+	if o.UIDBase >= 0 && os.Geteuid() == 0 {
+		if err := look(&o.Setpriv, "setpriv"); err != nil {
+			return fmt.Errorf("%w (VMs run as their own users; install util-linux or set UIDBase to -1)", err)
+		}
 	}
 	switch o.Accel {
 	case "":
@@ -269,6 +284,9 @@ type Driver struct {
 
 	// boots holds one token per booting VM.
 	boots chan struct{}
+
+	// uidMu serializes the allocation of VM users.
+	uidMu sync.Mutex
 
 	mu        sync.Mutex
 	closed    bool
@@ -432,6 +450,9 @@ func (d *Driver) writeInstanceFiles(ctx context.Context, dir string, spec driver
 	if err := os.Mkdir(disk, 0o700); err != nil {
 		return err
 	}
+	if err := linkImageFiles(disk, img); err != nil {
+		return err
+	}
 	if img.Disk != "" {
 		if err := d.createOverlay(ctx, filepath.Join(disk, overlayFile), img); err != nil {
 			return err
@@ -448,10 +469,12 @@ func (d *Driver) writeInstanceFiles(ctx context.Context, dir string, spec driver
 	return writeJSONAtomic(filepath.Join(dir, metadataFile), spec.Metadata)
 }
 
-// createOverlay creates a qcow2 overlay at path backed by the image's disk.
+// createOverlay creates a qcow2 overlay at path backed by the image's disk,
+// linked beside it (baseLink, a relative name). QEMU opens the backing with
+// explicit options anyway (imageArgs).
 func (d *Driver) createOverlay(ctx context.Context, path string, img image) error {
 	cmd := exec.CommandContext(ctx, d.opts.QEMUImg, "create", "-q", "-f", "qcow2",
-		"-F", img.DiskFormat, "-b", img.Disk, path)
+		"-F", img.DiskFormat, "-b", baseLink, path)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("qemu: qemu-img create: %w: %s", err, lastLines(out, 3))

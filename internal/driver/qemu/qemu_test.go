@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -270,6 +271,8 @@ func TestLifecycle(t *testing.T) {
 	if v := healthVersion(t, st); v != "1.0.0" {
 		t.Errorf("health reports version %q, want 1.0.0", v)
 	}
+
+	checkConfined(t, d, spec.ID, st.PID)
 
 	// The guest got its identity: kernel parameters, fw_cfg metadata and
 	// the NoCloud seed.
@@ -725,4 +728,66 @@ func testMemoryAdmission(t *testing.T) {
 	if _, err := d.Create(ctx, bad); !errors.Is(err, ErrSizeTooSmall) {
 		t.Errorf("size below the image's minimum: %v", err)
 	}
+}
+
+// checkConfined checks what confines the running VM id (QEMU pid): QEMU
+// runs under seccomp, as its own user when the test runs as root, reads
+// its image through links in its own directory, and its guest cannot
+// reach the host through QEMU's user networking, while the host still
+// reaches the guest through the loopback forwards.
+func checkConfined(t *testing.T, d *Driver, id string, pid int) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	if fields["Seccomp"] != "2" {
+		t.Errorf("QEMU Seccomp = %q, want 2 (filter)", fields["Seccomp"])
+	}
+	if fields["NoNewPrivs"] != "1" {
+		t.Errorf("QEMU NoNewPrivs = %q, want 1", fields["NoNewPrivs"])
+	}
+	if os.Geteuid() == 0 {
+		uid := strings.Fields(fields["Uid"])
+		if len(uid) != 4 || uid[0] == "0" || uid[1] == "0" || uid[2] == "0" {
+			t.Errorf("QEMU runs as uid %q, want its own unprivileged user", fields["Uid"])
+		}
+		if fields["CapEff"] != "0000000000000000" {
+			t.Errorf("QEMU CapEff = %s, want none", fields["CapEff"])
+		}
+	}
+	dir := filepath.Join(d.opts.Root, id)
+	for _, f := range []string{kernelLink, initrdLink, baseLink} {
+		if fi, err := os.Lstat(filepath.Join(dir, diskDir, f)); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("image file %s in the instance: %v, %v", f, fi, err)
+		}
+	}
+
+	// A host service on loopback, which an unrestricted guest reaches as
+	// 10.0.2.2.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "host-secret")
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	st, err := d.Inspect(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	got := guestGet(t, st, fmt.Sprintf("/cgi-bin/reach?%d", port))
+	if !strings.HasPrefix(got, "unreachable") {
+		t.Errorf("the guest fetched http://10.0.2.2:%d/ from the host: %q", port, got)
+	}
+	t.Logf("guest -> host: %s", strings.TrimSpace(got))
 }

@@ -28,6 +28,7 @@ import (
 //	/meta-data      meta-data of a cloud-init seed, if one is attached
 //	/cgi-bin/disk   GET: the first sector of /dev/vda; POST: writes it
 //	/cgi-bin/poweroff  powers the guest off a second later
+//	/cgi-bin/reach?PORT  tries to fetch http://10.0.2.2:PORT/ (the host)
 //
 // then prints GUEST-READY on the console. The ACPI power button powers it
 // off. "test.nohttp" on the command line skips the HTTP server and the
@@ -85,6 +86,19 @@ const guestPowerButton = `#!/bin/sh
 echo "test guest: ACPI power button, powering off" > /dev/console
 sync
 poweroff -f
+`
+
+// guestReachCGI tries to fetch http://10.0.2.2:<query>/ (the host, through
+// QEMU user networking) and says whether it got the host's "host-secret".
+const guestReachCGI = `#!/bin/sh
+echo "Content-Type: text/plain"
+echo
+printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 10.0.2.2 "$QUERY_STRING" >/tmp/reach 2>/tmp/reach.err
+if grep -q host-secret /tmp/reach; then
+  echo "reached: $(cat /tmp/reach)"
+else
+  echo "unreachable: $(cat /tmp/reach.err)"
+fi
 `
 
 const guestDiskCGI = `#!/bin/sh
@@ -275,6 +289,7 @@ func testInitrd(t testing.TB, version, moddir string) []byte {
 	c.file("etc/acpi/PWRF/00000080", 0o755, []byte(guestPowerButton))
 	c.file("www/cgi-bin/disk", 0o755, []byte(guestDiskCGI))
 	c.file("www/cgi-bin/poweroff", 0o755, []byte(guestPoweroffCGI))
+	c.file("www/cgi-bin/reach", 0o755, []byte(guestReachCGI))
 	var names []string
 	for _, m := range kernelModules {
 		ko, err := os.ReadFile(filepath.Join(moddir, m+".ko"))

@@ -103,13 +103,17 @@ func TestQEMUArgs(t *testing.T) {
 		"-machine pc", "-accel tcg,thread=single,tb-size=16 -cpu qemu64", "-m 256", "-smp 2",
 		"-nodefaults -no-user-config -nographic -no-reboot -monitor none",
 		"-chardev file,id=serial0,path=console.log,append=on -serial chardev:serial0",
-		"-qmp unix:qmp.sock,server=on,wait=off", "-pidfile qemu.pid",
+		"-qmp unix:run/qmp.sock,server=on,wait=off",
+		"-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-fw_cfg name=opt/vmssd/metadata,file=metadata.json",
-		"-netdev user,id=net0,hostfwd=tcp:127.0.0.1:40000-:8080,hostfwd=tcp:127.0.0.1:40001-:22,hostname=web000003",
+		"-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40000-:8080,hostfwd=tcp:127.0.0.1:40001-:22,hostname=web000003",
 		"-device virtio-net-pci,netdev=net0,romfile=",
-		"-kernel /img/rootfs/vmlinuz -initrd /img/rootfs/initrd.img",
-		"-drive file=disk/overlay.qcow2,format=qcow2,if=virtio,discard=unmap",
-		"-drive file=disk/seed.iso,format=raw,if=virtio,readonly=on",
+		// The image's files, linked into the instance's disk directory.
+		"-kernel disk/kernel -initrd disk/initrd",
+		// Explicit block options: no header chooses a file or a format.
+		`-blockdev {"backing":{"backing":null,"driver":"qcow2","file":{"driver":"file","filename":"disk/base.img","read-only":true},"node-name":"base0","read-only":true},` +
+			`"discard":"unmap","driver":"qcow2","file":{"discard":"unmap","driver":"file","filename":"disk/overlay.qcow2"},"node-name":"disk0"} -device virtio-blk-pci,drive=disk0`,
+		`-blockdev {"driver":"raw","file":{"driver":"file","filename":"disk/seed.iso","read-only":true},"node-name":"seed0","read-only":true} -device virtio-blk-pci,drive=seed0`,
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("args lack %q:\n%s", want, line)
@@ -124,6 +128,15 @@ func TestQEMUArgs(t *testing.T) {
 	line = strings.Join(d.qemuArgs(in, testSpec("vm-1", "/img"), img, st), " ")
 	if !strings.Contains(line, "-accel kvm -cpu host") || strings.Contains(line, "-kernel") || strings.Contains(line, "-append") || strings.Contains(line, "seed.iso") {
 		t.Errorf("disk-only kvm args: %s", line)
+	}
+	// A raw base has no backing of its own to disable.
+	if want := `{"backing":{"driver":"raw","file":{"driver":"file","filename":"disk/base.img","read-only":true},"node-name":"base0","read-only":true},`; !strings.Contains(line, want) {
+		t.Errorf("raw disk args lack %s: %s", want, line)
+	}
+	for _, bad := range []string{"-drive", "/img/", "-pidfile"} {
+		if strings.Contains(line, bad) {
+			t.Errorf("args contain %q: %s", bad, line)
+		}
 	}
 }
 
@@ -352,10 +365,10 @@ func TestOpLock(t *testing.T) {
 }
 
 func TestQMPPath(t *testing.T) {
-	if got := qmpPath("/r/vm", 42); got != "/r/vm/qmp.sock" {
+	if got := qmpPath("/r/vm", 42); got != "/r/vm/run/qmp.sock" {
 		t.Errorf("short: %q", got)
 	}
-	if got := qmpPath("/"+strings.Repeat("d", 120), 42); got != "/proc/42/cwd/qmp.sock" {
+	if got := qmpPath("/"+strings.Repeat("d", 120), 42); got != "/proc/42/cwd/run/qmp.sock" {
 		t.Errorf("long: %q", got)
 	}
 }

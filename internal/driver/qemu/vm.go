@@ -158,6 +158,25 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 	if err := writeJSONAtomic(in.path(metadataFile), spec.Metadata); err != nil {
 		return err
 	}
+	// Instances created before the image files were linked get them now.
+	if err := linkImageFiles(in.path(diskDir), img); err != nil {
+		return err
+	}
+	argv := []string{d.opts.QEMU}
+	if d.dropsPrivileges() {
+		uid, err := d.allocUID(in)
+		if err != nil {
+			return err
+		}
+		if err := confine(in.dir, uid); err != nil {
+			return err
+		}
+		kvm := -1
+		if d.accel == AccelKVM {
+			kvm = kvmGroup()
+		}
+		argv = append(setprivArgs(d.opts.Setpriv, uid, kvm), d.opts.QEMU)
+	}
 	for name, limit := range map[string]int64{consoleFile: d.opts.ConsoleMaxBytes, qemuLogFile: qemuLogMaxBytes} {
 		if _, err := rotateLog(in.path(name), limit); err != nil {
 			d.log.Warn("rotate log", "id", in.id, "err", err)
@@ -178,13 +197,19 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 		return fmt.Errorf("qemu: open QEMU log: %w", err)
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "--- %s vmssd starts %s %q\n", time.Now().UTC().Format(time.RFC3339Nano), d.opts.QEMU, args)
+	fmt.Fprintf(logf, "--- %s vmssd starts %q %q\n", time.Now().UTC().Format(time.RFC3339Nano), argv, args)
 	// Own session and process group: QEMU survives vmssd (even a SIGKILL
 	// of vmssd) and is re-adopted by Recover.
-	pid, start, err := hostproc.Spawn(d.opts.QEMU, append([]string{d.opts.QEMU}, args...), in.dir,
+	pid, start, err := hostproc.Spawn(argv[0], append(argv, args...), in.dir,
 		[]string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}, logf)
 	if err != nil {
 		return fmt.Errorf("qemu: start QEMU: %w", err)
+	}
+	// The pid file is vmssd's (QEMU's own -pidfile needs a path QEMU's
+	// user can resolve from /): Recover finds QEMU by it if vmssd dies
+	// before persisting the state below.
+	if err := writeFileAtomic(in.path(pidFile), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		d.log.Error("write pid file", "id", in.id, "err", err)
 	}
 	v := newVM(pid, start, accel)
 	now := time.Now().UTC()
@@ -764,31 +789,23 @@ func (d *Driver) qemuArgs(in *instance, spec driver.Spec, img image, st state) [
 		"-chardev", "file,id=serial0,path="+consoleFile+",append=on",
 		"-serial", "chardev:serial0",
 		"-qmp", "unix:"+qmpSocket+",server=on,wait=off",
-		"-pidfile", pidFile,
 		"-fw_cfg", "name="+fwCfgMetadata+",file="+metadataFile,
 	)
-	netdev := fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d,hostfwd=tcp:127.0.0.1:%d-:%d",
+	args = append(args, sandboxArgs...)
+	// restrict=on: the guest reaches nothing outside (not the host through
+	// 10.0.2.2 either); the loopback forwards still reach the guest.
+	netdev := fmt.Sprintf("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:%d,hostfwd=tcp:127.0.0.1:%d-:%d",
 		st.HealthPort, img.GuestPort, st.SSHPort, sshGuestPort)
 	if h := spec.Metadata.ComputerName; validHostname(h) {
 		netdev += ",hostname=" + h
 	}
 	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=")
+	cmdline := ""
 	if img.directBoot() {
-		cmdline := kernelParams(spec, img)
+		cmdline = kernelParams(spec, img)
 		if img.Cmdline != "" {
 			cmdline = img.Cmdline + " " + cmdline
 		}
-		args = append(args, "-kernel", img.Kernel)
-		if img.Initrd != "" {
-			args = append(args, "-initrd", img.Initrd)
-		}
-		args = append(args, "-append", cmdline)
 	}
-	if img.Disk != "" {
-		args = append(args, "-drive", "file="+diskDir+"/"+overlayFile+",format=qcow2,if=virtio,discard=unmap")
-	}
-	if img.CloudInit {
-		args = append(args, "-drive", "file="+diskDir+"/"+seedFile+",format=raw,if=virtio,readonly=on")
-	}
-	return args
+	return append(args, imageArgs(img, cmdline, img.CloudInit)...)
 }
