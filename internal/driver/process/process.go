@@ -752,7 +752,8 @@ func (d *Driver) opContext(ctx context.Context) (context.Context, context.Cancel
 	}
 }
 
-// housekeep bounds the console logs.
+// housekeep bounds the console logs and repairs instances whose directory
+// vanished.
 func (d *Driver) housekeep() {
 	defer d.wg.Done()
 	t := time.NewTicker(d.opts.ConsoleCheckInterval)
@@ -773,6 +774,9 @@ func (d *Driver) housekeep() {
 			live := in.created && !in.removed
 			in.mu.Unlock()
 			if live {
+				if _, err := d.repairLocked(d.ctx, in); err != nil {
+					d.log.Error("repair instance", "id", in.id, "err", err)
+				}
 				if _, err := rotateConsole(in.path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
 					d.log.Warn("rotate console", "id", in.id, "err", err)
 				}

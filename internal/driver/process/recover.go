@@ -61,9 +61,6 @@ func (d *Driver) Recover(ctx context.Context) ([]driver.Status, error) {
 			}
 			continue
 		}
-		if name == layersDir {
-			continue // collected once the instances are known
-		}
 		if !e.IsDir() || validID(name) != nil {
 			d.log.Warn("recover: ignoring unexpected entry", "path", path)
 			continue

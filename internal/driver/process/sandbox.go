@@ -39,10 +39,11 @@ const (
 	// workDir (in the instance directory) is overlayfs's work directory;
 	// diskDir is the instance's writable layer.
 	workDir = "work"
-	// layersDir (in Root) holds the read-only lower layers: one copy of
-	// each image's rootfs, owned by the container's mapped root, shared by
-	// the image's instances. Its name is not a valid instance ID.
-	layersDir = "_layers"
+	// layersSuffix names the directory beside Root (Root+layersSuffix)
+	// holding the read-only lower layers: one copy of each image's rootfs,
+	// owned by the container's mapped root, shared by the image's
+	// instances.
+	layersSuffix = ".layers"
 	// guestPath is where the guest binary is mounted in a container, and
 	// metadataPath the instance metadata.
 	guestPath    = "/.vmssd/guest"
@@ -200,6 +201,9 @@ func (d *Driver) isolationFor(spec driver.Spec) (Isolation, error) {
 	return IsolationNone, nil
 }
 
+// layersDir holds the lower layers.
+func (d *Driver) layersDir() string { return d.opts.Root + layersSuffix }
+
 // layerKey names the lower layer of an image.
 func layerKey(spec driver.Spec) string {
 	key := spec.ImageDigest
@@ -211,7 +215,7 @@ func layerKey(spec driver.Spec) string {
 }
 
 func (d *Driver) layerPath(spec driver.Spec) string {
-	return filepath.Join(d.opts.Root, layersDir, layerKey(spec))
+	return filepath.Join(d.layersDir(), layerKey(spec))
 }
 
 // pinLayer ensures the lower layer of spec's image exists (copying the
@@ -224,10 +228,10 @@ func (d *Driver) pinLayer(ctx context.Context, spec driver.Spec) (unpin func(), 
 	defer sb.layerMu.Unlock()
 	dir := d.layerPath(spec)
 	if !exists(dir) {
-		if err := os.MkdirAll(filepath.Join(d.opts.Root, layersDir), 0o700); err != nil {
+		if err := os.MkdirAll(d.layersDir(), 0o700); err != nil {
 			return nil, fmt.Errorf("process: %w", err)
 		}
-		tmp, err := os.MkdirTemp(filepath.Join(d.opts.Root, layersDir), fsutil.TempPrefix+key+"-")
+		tmp, err := os.MkdirTemp(d.layersDir(), fsutil.TempPrefix+key+"-")
 		if err != nil {
 			return nil, fmt.Errorf("process: %w", err)
 		}
@@ -269,7 +273,7 @@ func (d *Driver) collectLayers() {
 	}
 	sb.layerMu.Lock()
 	defer sb.layerMu.Unlock()
-	root := filepath.Join(d.opts.Root, layersDir)
+	root := d.layersDir()
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return

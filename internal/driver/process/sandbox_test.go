@@ -2,6 +2,12 @@ package process
 
 import (
 	"context"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/drivertest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,4 +45,51 @@ func cleanupSandbox(t testing.TB, root string) {
 			t.Errorf("remove containers: %v", err)
 		}
 	})
+}
+
+// TestRepairVanishedDirectory (issue 6): an instance whose directory is
+// removed while vmssd runs is rebuilt from its image and runs again,
+// without a restart of vmssd, plain or sandboxed, running or crashed.
+func TestRepairVanishedDirectory(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sandbox bool
+		crash   bool
+	}{
+		{"plain-running", false, false},
+		{"plain-crashed", false, true},
+		{"sandboxed-running", true, false},
+		{"sandboxed-crashed", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			mods := []func(*Options){func(o *Options) { o.ConsoleCheckInterval = 100 * time.Millisecond }}
+			if tc.sandbox {
+				requireSandbox(t)
+				cleanupSandbox(t, root)
+				mods = append(mods, inSandbox)
+			}
+			d := newTestDriver(t, root, mods...)
+			spec := testSpec("v1", drivertest.ProcessImage(t, "1.0.0"))
+			if _, err := d.Create(t.Context(), spec); err != nil {
+				t.Fatal(err)
+			}
+			cleanupDelete(t, d, spec.ID)
+			st := waitHealthy(t, d, spec.ID, nil)
+			put(t, guestURL(st, "/files/marker"), "old")
+			if err := os.RemoveAll(filepath.Join(root, spec.ID)); err != nil {
+				t.Fatal(err)
+			}
+			if tc.crash {
+				syscall.Kill(st.PID, syscall.SIGKILL)
+			}
+			st2 := waitHealthy(t, d, spec.ID, func(s driver.Status) bool { return s.PID != st.PID })
+			if !exists(filepath.Join(root, spec.ID, specFile)) {
+				t.Error("the instance directory was not rebuilt")
+			}
+			if code, _ := get(guestURL(st2, "/files/marker")); code != http.StatusNotFound {
+				t.Errorf("the rebuilt disk has the old marker (%d)", code)
+			}
+		})
+	}
 }

@@ -231,6 +231,12 @@ func (d *Driver) restartLoop(in *instance, ctx context.Context, delay time.Durat
 // supervisor restarts a guest that ended (counted in Restarts). Called with
 // op held, the desired power already running and persisted.
 func (d *Driver) spawnLocked(in *instance, restart bool) error {
+	if in.lostDir() {
+		// Rebuild it first (repairLocked starts nothing: no guest runs).
+		if _, err := d.repairLocked(d.ctx, in); err != nil {
+			return err
+		}
+	}
 	port, err := d.ensurePortLocked(in)
 	if err != nil {
 		return err
