@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"syscall"
 	"time"
@@ -89,6 +90,58 @@ func TestRepairVanishedDirectory(t *testing.T) {
 			}
 			if code, _ := get(guestURL(st2, "/files/marker")); code != http.StatusNotFound {
 				t.Errorf("the rebuilt disk has the old marker (%d)", code)
+			}
+		})
+	}
+}
+
+// TestUnsandboxedPolicy: where the host cannot sandbox, nothing runs
+// unless the operator allows plain processes, and then only operator
+// images do; tenant images are refused with driver.ErrSandboxUnavailable.
+func TestUnsandboxedPolicy(t *testing.T) {
+	img := drivertest.ProcessImage(t, "1.0.0")
+	noRunc := func(allow bool) func(*Options) {
+		return func(o *Options) {
+			o.Isolation, o.Runc, o.AllowUnsandboxed = IsolationRunc, "/nonexistent/runc", allow
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		mod      func(*Options)
+		operator bool
+		wantErr  bool
+	}{
+		{"no-runc-operator-image", noRunc(false), true, true},
+		{"no-runc-tenant-image", noRunc(false), false, true},
+		{"allowed-operator-image", noRunc(true), true, false},
+		{"allowed-tenant-image", noRunc(true), false, true},
+		{"none-tenant-image", func(o *Options) { o.Isolation = IsolationNone }, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newTestDriver(t, t.TempDir(), tc.mod)
+			spec := testSpec("p1", img)
+			spec.OperatorImage = tc.operator
+			st, err := d.Create(t.Context(), spec)
+			if tc.wantErr {
+				if !errors.Is(err, driver.ErrSandboxUnavailable) {
+					t.Fatalf("Create: %v, want ErrSandboxUnavailable", err)
+				}
+				if _, err := d.Inspect(t.Context(), spec.ID); !errors.Is(err, driver.ErrNotFound) {
+					t.Errorf("a refused instance exists: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			cleanupDelete(t, d, spec.ID)
+			if st.Isolation != string(IsolationNone) {
+				t.Errorf("Isolation %q, want none", st.Isolation)
+			}
+			// A reimage onto a tenant image is refused too.
+			spec.OperatorImage = false
+			if _, err := d.Reimage(t.Context(), spec); !errors.Is(err, driver.ErrSandboxUnavailable) {
+				t.Errorf("Reimage onto a tenant image: %v, want ErrSandboxUnavailable", err)
 			}
 		})
 	}
