@@ -129,35 +129,6 @@ func (s *Server) adminListImages(w http.ResponseWriter, r *http.Request, rc *req
 		func(v *model.ImageVersion) adminImageBody { return s.renderAdminImage(rc.v("sub"), v) })
 }
 
-// maxTenantUpload bounds one artifact uploaded by a tenant.
-const maxTenantUpload = 2 << 30
-
-// adminUploadArtifact stores an artifact sent as the request body and
-// returns the URI an image version (or osDisk.image.uri) can point at.
-func (s *Server) adminUploadArtifact(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	limit := int64(8 << 30)
-	if !rc.caller.IsOperator() {
-		limit = maxTenantUpload
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	digest, size, osType, err := s.opts.Artifacts.Import(r.Context(), r.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errs.New(errs.TooLarge, "RequestEntityTooLarge", "The image is larger than the %d bytes allowed.", limit)
-		}
-		return err
-	}
-	if sub := rc.v("sub"); sub != "" {
-		// A tenant's upload may be used by that subscription's scale sets.
-		if _, err := s.opts.Store.Txn(r.Context(), nil, store.Put(model.ArtifactGrantKey(sub, digest), []byte("1"))); err != nil {
-			return err
-		}
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"uri": "artifact:" + digest, "digest": digest, "sizeBytes": size, "osType": osType})
-	return nil
-}
-
 type adminSubscriptionBody struct {
 	ID             string `json:"id"`
 	SubscriptionID string `json:"subscriptionId"`

@@ -59,8 +59,8 @@ type Observer interface {
 
 // Artifacts is the image store as the admin API needs it.
 type Artifacts interface {
-	// Import stores an artifact and returns its digest, size and os type.
-	Import(ctx context.Context, r io.Reader) (digest string, size int64, osType string, err error)
+	// Import stores an uploaded artifact within lim (see uploads.go).
+	Import(ctx context.Context, r io.Reader, lim UploadLimits) (Upload, error)
 	// ImportURI stores the artifact a URI points to (file path, file://,
 	// artifact:sha256:...).
 	ImportURI(ctx context.Context, uri string) (digest string, size int64, osType string, err error)
@@ -92,6 +92,9 @@ type Options struct {
 	MaxResourceGroups    int
 	MaxScaleSetsPerGroup int
 	Now                  func() time.Time
+	// MaxConcurrentUploads bounds artifact uploads in progress
+	// (DefaultMaxConcurrentUploads when 0).
+	MaxConcurrentUploads int
 }
 
 // Server is the HTTP handler.
@@ -102,6 +105,8 @@ type Server struct {
 	vms    vmCache
 	// subLocks serialise a subscription's quota-bound writes (quota.go).
 	subLocks subLocks
+	// uploads bounds concurrent artifact uploads (uploads.go).
+	uploads uploadGate
 }
 
 // New builds the server.

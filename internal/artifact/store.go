@@ -123,6 +123,10 @@ type ImportOptions struct {
 	// MaxDiskBytes bounds the virtual size of a virtual machine image's
 	// disk (0: the store's Limits.MaxDiskBytes; never more than it).
 	MaxDiskBytes int64
+	// Exempt, if set, is asked about an artifact the store already holds:
+	// true exempts it from MaxUnpackedBytes (the caller already pays for
+	// it).
+	Exempt func(Digest) bool
 }
 
 // Imported describes an imported artifact.
@@ -205,6 +209,9 @@ func (s *Store) ImportWith(ctx context.Context, r io.Reader, opts ImportOptions)
 		st, err := s.Stats(ctx, d)
 		if err != nil {
 			return Imported{}, err
+		}
+		if opts.Exempt != nil && opts.Exempt(d) {
+			lim.MaxUnpackedBytes = s.limits.MaxUnpackedBytes
 		}
 		if err := st.check(lim); err != nil {
 			return Imported{}, fmt.Errorf("artifact: import %s: %w", d, err)

@@ -76,7 +76,11 @@ type Config struct {
 	// MemoryOvercommit is how far VM memory may exceed the host's (1.0: not
 	// at all).
 	MemoryOvercommit float64
-	Logger           *slog.Logger
+	// MaxImageUnpackedBytes bounds what an image artifact unpacks to
+	// (default: artifact.DefaultLimits, 16 GiB); uploads are also bounded
+	// by the largest OS disk of the size table and the storage quota.
+	MaxImageUnpackedBytes int64
+	Logger                *slog.Logger
 }
 
 // DefaultSubscriptionID is the subscription created at first start.
@@ -181,12 +185,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	// Images, host and controller.
-	arts, err := artifact.Open(filepath.Join(cfg.DataDir, "artifacts"))
+	arts, err := artifact.OpenWithLimits(filepath.Join(cfg.DataDir, "artifacts"), artifact.Limits{MaxUnpackedBytes: cfg.MaxImageUnpackedBytes})
 	if err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("server: artifacts: %w", err)
 	}
-	imgs := &images{store: arts, files: map[string]fileImport{}}
+	imgs := &images{store: arts, st: s.Store, files: map[string]fileImport{}}
 	drv, err := process.New(process.Options{Root: filepath.Join(cfg.DataDir, "hosts", "local", "instances"), GuestBinary: cfg.GuestBinary, Logger: log,
 		Isolation: process.Isolation(cfg.ProcessIsolation), AllowUnsandboxed: cfg.UnsandboxedProcessImages})
 	if err != nil {
@@ -231,6 +235,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.cancel = cancel
 	s.wg.Go(func() { s.fail(s.Host.Run(runCtx)) })
 	s.wg.Go(func() { s.fail(ctrl.Run(runCtx)) })
+	s.wg.Go(func() { s.fail(imgs.runGC(runCtx, log)) })
 	s.wg.Go(func() {
 		if err := s.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.fail(err)

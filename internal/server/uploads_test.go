@@ -1,0 +1,248 @@
+package server_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/testenv"
+)
+
+const uploadAPI = "2015-12-01-preview"
+
+func uploadPath(sub string) string {
+	return "/subscriptions/" + sub + "/providers/vmssd.Storage/artifacts?api-version=" + uploadAPI
+}
+
+const processManifest = `{"format":"vmssd.process/v1","osType":"Linux","entrypoint":["${VMSSD_GUEST}","guest"],"healthProbe":{"protocol":"http","path":"/health"}}`
+
+// artifactOf is a gzip'd tar artifact whose rootfs holds one file of
+// content (what it costs unpacked).
+func artifactOf(t testing.TB, content io.Reader, size int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, h := range []*tar.Header{
+		{Name: "manifest.json", Mode: 0o644, Size: int64(len(processManifest))},
+		{Name: "rootfs/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "rootfs/data", Mode: 0o644, Size: size},
+	} {
+		h.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		switch h.Name {
+		case "manifest.json":
+			io.WriteString(tw, processManifest)
+		case "rootfs/data":
+			if _, err := io.Copy(tw, io.LimitReader(content, size)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func blobs(t testing.TB, e *testenv.Env) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(e.Config.DataDir, "artifacts", "blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, en := range ents {
+		out = append(out, en.Name())
+	}
+	return out
+}
+
+func putRecord(t testing.TB, e *testenv.Env, key string, v any) {
+	t.Helper()
+	if _, err := e.Server.Store.Txn(context.Background(), nil, state.PutOp(key, v)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUploadZipBomb: a 1 MiB gzip of 1 GiB of zeros is refused while it
+// is read, by the size table's largest OS disk, and leaves nothing.
+func TestUploadZipBomb(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	ctx := context.Background()
+	sizes, _, err := state.List[model.VMSize](ctx, e.Server.Store, model.PrefixSizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sz := range sizes {
+		sz.OSDiskSizeMB = 512 // no size takes an image of more than 512 MiB
+		putRecord(t, e, model.SizeKey(sz.Name), sz)
+	}
+	bomb := artifactOf(t, zeros{}, 1<<30)
+	if len(bomb) > 2<<20 {
+		t.Fatalf("the bomb is %d bytes", len(bomb))
+	}
+	before := blobs(t, e)
+	start := time.Now()
+	r := e.Do(http.MethodPost, uploadPath(e.Sub), bomb)
+	if r.Status != http.StatusRequestEntityTooLarge || r.ErrorCode() != "ImageTooLarge" ||
+		!strings.Contains(string(r.Body), fmt.Sprint(512<<20)) {
+		t.Fatalf("upload of a zip bomb: %d %s; want 413 ImageTooLarge naming the bound", r.Status, r.Body)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("refusing the bomb took %s", d)
+	}
+	if after := blobs(t, e); len(after) != len(before) {
+		t.Errorf("artifacts %v after a refused upload, want %v", after, before)
+	}
+	tmp, _ := os.ReadDir(filepath.Join(e.Config.DataDir, "artifacts", "tmp"))
+	if len(tmp) != 0 {
+		t.Errorf("artifacts/tmp holds %d entries", len(tmp))
+	}
+	if used, _, err := state.StorageUsage(ctx, e.Server.Store, e.Sub); err != nil || used != 0 {
+		t.Errorf("storage usage %d, %v; want 0", used, err)
+	}
+}
+
+// TestUploadStorageQuota: uploads into a subscription count their unpacked
+// bytes against its storage quota; concurrent uploads never overshoot it,
+// and the refusal is Azure's (409 OperationNotAllowed, QuotaExceeded).
+func TestUploadStorageQuota(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	ctx := context.Background()
+	const size = 1 << 20
+	putRecord(t, e, model.QuotaKey(e.Sub), model.Quota{Sub: e.Sub, StorageBytes: 2*size + size/2})
+
+	const n = 4 // at most this many uploads run at once
+	arts := make([][]byte, n)
+	for i := range arts {
+		arts[i] = artifactOf(t, rand.Reader, size) // distinct artifacts
+	}
+	res := make([]*testenv.Response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { res[i] = e.Do(http.MethodPost, uploadPath(e.Sub), arts[i]) })
+	}
+	wg.Wait()
+	created := 0
+	for i, r := range res {
+		if r.Status == http.StatusCreated {
+			created++
+			var up struct {
+				UnpackedBytes int64 `json:"unpackedBytes"`
+			}
+			if err := json.Unmarshal(r.Body, &up); err != nil || up.UnpackedBytes != size {
+				t.Errorf("upload %d: %s", i, r.Body)
+			}
+			continue
+		}
+		var body struct {
+			Error struct {
+				Code, Message string
+				Details       []struct{ Code string }
+			}
+		}
+		_ = json.Unmarshal(r.Body, &body)
+		if r.Status != http.StatusConflict || body.Error.Code != "OperationNotAllowed" ||
+			len(body.Error.Details) != 1 || body.Error.Details[0].Code != "QuotaExceeded" ||
+			!strings.Contains(body.Error.Message, fmt.Sprintf("Current Limit: %d, Current Usage: %d, Additional Required: %d", 2*size+size/2, 2*size, size)) {
+			t.Errorf("upload %d: %d %s; want 409 OperationNotAllowed/QuotaExceeded naming limit, usage and need", i, r.Status, r.Body)
+		}
+	}
+	if created != 2 {
+		t.Fatalf("%d uploads of 1 MiB accepted under a quota of 2.5 MiB", created)
+	}
+	if used, _, err := state.StorageUsage(ctx, e.Server.Store, e.Sub); err != nil || used != 2*size {
+		t.Fatalf("storage usage %d, %v; want %d", used, err, 2*size)
+	}
+	// Uploading again what the subscription has costs nothing.
+	for i, r := range res {
+		if r.Status == http.StatusCreated {
+			if again := e.Do(http.MethodPost, uploadPath(e.Sub), arts[i]); again.Status != http.StatusCreated {
+				t.Errorf("re-upload: %d %s", again.Status, again.Body)
+			}
+		}
+	}
+	// A bomb beyond the quota's room is cut short and refused as quota.
+	r := e.Do(http.MethodPost, uploadPath(e.Sub), artifactOf(t, zeros{}, 256<<20))
+	if r.Status != http.StatusConflict || r.ErrorCode() != "OperationNotAllowed" {
+		t.Errorf("a bomb beyond the quota: %d %s", r.Status, r.Body)
+	}
+	if used, _, _ := state.StorageUsage(ctx, e.Server.Store, e.Sub); used != 2*size {
+		t.Errorf("storage usage %d after refusals, want %d", used, 2*size)
+	}
+}
+
+// TestUploadConcurrencyBound: beyond the bound, an upload is refused at
+// once with 503 and Retry-After; a freed slot takes the next.
+func TestUploadConcurrencyBound(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	const bound = 4
+	var (
+		pipes []*io.PipeWriter
+		wg    sync.WaitGroup
+	)
+	for range bound {
+		pr, pw := io.Pipe()
+		pipes = append(pipes, pw)
+		req, err := http.NewRequest(http.MethodPost, e.Server.URL+uploadPath(e.Sub), pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+e.Token)
+		wg.Go(func() {
+			if resp, err := e.HTTP.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+		pw.Write([]byte{0x1f}) // the start of a gzip stream; the rest never comes
+	}
+	defer func() {
+		for _, pw := range pipes {
+			pw.CloseWithError(io.ErrUnexpectedEOF)
+		}
+		wg.Wait()
+	}()
+	small := artifactOf(t, zeros{}, 10)
+	var busy *testenv.Response
+	testenv.Eventually(t, 10*time.Second, "an upload beyond the bound refused", func() bool {
+		busy = e.Do(http.MethodPost, uploadPath(e.Sub), small)
+		return busy.Status == http.StatusServiceUnavailable
+	})
+	if busy.ErrorCode() != "ServerBusy" || busy.Header.Get("Retry-After") == "" {
+		t.Errorf("refused upload: %d %v %s", busy.Status, busy.Header, busy.Body)
+	}
+	for _, pw := range pipes {
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+	}
+	wg.Wait()
+	pipes = nil
+	// The slots free as the handlers return (just after their answers).
+	testenv.Eventually(t, 5*time.Second, "an upload after the others ended", func() bool {
+		return e.Do(http.MethodPost, uploadPath(e.Sub), small).Status == http.StatusCreated
+	})
+}
