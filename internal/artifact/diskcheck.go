@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -107,7 +108,10 @@ const diskInspectTimeout = 30 * time.Second
 var ErrNoQEMUImg = errors.New("qemu-img is not installed: virtual machine disks cannot be checked on this host")
 
 // inspectDisk runs qemu-img info on the disk at path (a file of vmssd's own,
-// not yet visible to anything) and checks it with ParseDiskInfo.
+// not yet visible to anything) and checks it with ParseDiskInfo. qemu-img
+// reads the disk through an inherited descriptor and, when vmssd runs as
+// root, as the unprivileged user nobody: whatever a header names, it can
+// open nothing of the host that nobody cannot.
 func inspectDisk(ctx context.Context, qemuImg, path, declared string, maxVirtual int64) (DiskInfo, error) {
 	if qemuImg == "" {
 		p, err := exec.LookPath("qemu-img")
@@ -121,24 +125,64 @@ func inspectDisk(ctx context.Context, qemuImg, path, declared string, maxVirtual
 	default: // never hand qemu-img a format name from outside
 		return ParseDiskInfo(nil, declared, maxVirtual)
 	}
+	if err := os.Chmod(path, 0o444); err != nil {
+		return DiskInfo{}, fmt.Errorf("artifact: inspect disk: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return DiskInfo{}, fmt.Errorf("artifact: inspect disk: %w", err)
+	}
+	defer f.Close()
+	// The format is given: qemu-img never probes. --backing-chain reports
+	// whatever a header would chain to; if that fails (a backing file
+	// nobody may open), the image alone says why.
+	out, qerr := qemuImgInfo(ctx, qemuImg, f, declared, true)
+	if qerr != nil {
+		var err error
+		if out, err = qemuImgInfo(ctx, qemuImg, f, declared, false); err != nil {
+			if ctx.Err() != nil {
+				return DiskInfo{}, fmt.Errorf("artifact: inspect disk: %w", ctx.Err())
+			}
+			return DiskInfo{}, qerr
+		}
+		if _, err := ParseDiskInfo(out, declared, maxVirtual); err != nil {
+			return DiskInfo{}, err
+		}
+		return DiskInfo{}, qerr
+	}
+	return ParseDiskInfo(out, declared, maxVirtual)
+}
+
+// qemuImgInfo runs qemu-img info on f as /dev/fd/3.
+func qemuImgInfo(ctx context.Context, qemuImg string, f *os.File, format string, chain bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, diskInspectTimeout)
 	defer cancel()
-	// The format is given: qemu-img never probes. --backing-chain reports
-	// whatever a header would chain to.
-	cmd := exec.CommandContext(ctx, qemuImg, "info", "--output=json", "--backing-chain", "-U", "-f", declared, "--", path)
+	args := []string{"info", "--output=json", "-U", "-f", format}
+	if chain {
+		args = append(args, "--backing-chain")
+	}
+	cmd := exec.CommandContext(ctx, qemuImg, append(args, "--", "/dev/fd/3")...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &limitedBuffer{buf: &stdout, max: 1 << 20}
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 4 << 10}
 	cmd.Env = []string{"LC_ALL=C", "PATH=" + os.Getenv("PATH")}
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Dir = "/"
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}}
+	}
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			return DiskInfo{}, fmt.Errorf("artifact: inspect disk: %w", ctx.Err())
+			return nil, fmt.Errorf("artifact: inspect disk: %w", ctx.Err())
 		}
-		msg := strings.TrimSpace(strings.ReplaceAll(stderr.String(), path, "disk"))
-		return DiskInfo{}, fmt.Errorf("%w: disk: qemu-img cannot read it as %s: %s", ErrInvalid, declared, truncate(msg))
+		msg := strings.TrimSpace(strings.ReplaceAll(stderr.String(), "/dev/fd/3", "disk"))
+		return nil, fmt.Errorf("%w: disk: qemu-img cannot read it as %s: %s", ErrInvalid, format, truncate(msg))
 	}
-	return ParseDiskInfo(stdout.Bytes(), declared, maxVirtual)
+	return stdout.Bytes(), nil
 }
+
+// nobody is the uid and gid qemu-img runs as when vmssd is root.
+const nobody = 65534
 
 // limitedBuffer keeps at most max bytes and discards the rest.
 type limitedBuffer struct {

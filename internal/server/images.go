@@ -46,22 +46,27 @@ type fileImport struct {
 // anything else (a full disk, a dropped upload) is not.
 func invalidArtifact(err error) error {
 	if errors.Is(err, artifact.ErrTooLarge) {
-		return errs.New(errs.TooLarge, apiserver.CodeImageTooLarge, "The image artifact is too large: %s.", tooLargeReason(err)).Wrap(err)
+		return errs.New(errs.TooLarge, apiserver.CodeImageTooLarge, "The image artifact is too large: %s.", reason(err, artifact.ErrTooLarge)).Wrap(err)
 	}
 	if errors.Is(err, artifact.ErrInvalid) || errors.Is(err, artifact.ErrInvalidManifest) {
-		return errs.New(errs.Invalid, "InvalidImageArtifact", "The image artifact is not a valid vmssd image (a gzip'd tar with manifest.json and rootfs/).").Wrap(err)
+		why := reason(err, artifact.ErrInvalidManifest)
+		if !errors.Is(err, artifact.ErrInvalidManifest) {
+			why = reason(err, artifact.ErrInvalid)
+		}
+		return errs.New(errs.Invalid, "InvalidImageArtifact", "The image artifact is not a valid vmssd image (a gzip'd tar with manifest.json and rootfs/): %s.", why).Wrap(err)
 	}
 	return err
 }
 
-// tooLargeReason is the part of an ErrTooLarge error after the artifact
-// package's prefixes ("unpacked files exceed N bytes", ...).
-func tooLargeReason(err error) string {
+// reason is the part of an artifact error after the text of kind (one of
+// the package's sentinels), without the package's prefixes and digests:
+// "unpacked files exceed N bytes", "disk: it names a backing file", ...
+func reason(err, kind error) string {
 	msg := err.Error()
-	if i := strings.LastIndex(msg, artifact.ErrTooLarge.Error()+": "); i >= 0 {
-		msg = msg[i+len(artifact.ErrTooLarge.Error())+2:]
+	if i := strings.LastIndex(msg, kind.Error()+": "); i >= 0 {
+		msg = msg[i+len(kind.Error())+2:]
 	}
-	return msg
+	return strings.TrimSuffix(msg, ".")
 }
 
 // Import stores an uploaded artifact within lim.
