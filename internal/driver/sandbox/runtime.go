@@ -97,8 +97,10 @@ func ReadBundle(dir string) (*specs.Spec, error) {
 func (r *Runtime) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, r.runc, append([]string{"--root", r.root}, args...)...)
 	// Own session: the container outlives vmssd and does not get its
-	// terminal's signals.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// terminal's signals. runc itself dies with vmssd (the container does
+	// not: the signal is not inherited): an orphaned runc still creating a
+	// container would race with the next vmssd's recovery.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
 
