@@ -86,6 +86,8 @@ func run(args []string) error {
 	} else {
 		fmt.Printf("  vmssctl finds it without flags; try: vmssctl vmss list\n")
 	}
+	fmt.Print(s.AzureCLIBanner())
+	fmt.Printf("  stop:               Ctrl-C; instances keep running (re-adopted at the next start): delete scale sets first to stop them\n")
 	<-ctx.Done()
 	fmt.Println("vmssd: shutting down (instances keep running and are re-adopted at the next start)")
 	s.Close()

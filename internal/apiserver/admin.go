@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -302,10 +303,7 @@ func (s *Server) adminPutPrincipal(w http.ResponseWriter, r *http.Request, rc *r
 			return err
 		}
 	}
-	if in.Role == "" {
-		in.Role = string(auth.RoleTenant)
-	}
-	if in.Role != string(auth.RoleTenant) && in.Role != string(auth.RoleOperator) {
+	if in.Role != "" && in.Role != string(auth.RoleTenant) && in.Role != string(auth.RoleOperator) {
 		return errs.InvalidParameter("role", "The role '%s' is not valid: 'operator' or 'tenant'.", in.Role)
 	}
 	for _, sub := range in.Subscriptions {
@@ -314,7 +312,11 @@ func (s *Server) adminPutPrincipal(w http.ResponseWriter, r *http.Request, rc *r
 		}
 	}
 	key := model.PrincipalKey(id)
-	p := &model.Principal{ClientID: id, DisplayName: in.DisplayName, Role: in.Role, Created: s.opts.Now()}
+	// A new principal is a tenant unless told otherwise. An existing one
+	// keeps what the body leaves out (role, subscriptions, display name):
+	// rotating a secret never changes what the principal may do.
+	p := &model.Principal{ClientID: id, DisplayName: in.DisplayName, Role: cmp.Or(in.Role, string(auth.RoleTenant)),
+		Created: s.opts.Now(), UID: auth.NewPrincipalUID()}
 	for _, sub := range in.Subscriptions {
 		p.Subscriptions = append(p.Subscriptions, strings.ToLower(sub))
 	}
@@ -326,6 +328,12 @@ func (s *Server) adminPutPrincipal(w http.ResponseWriter, r *http.Request, rc *r
 	case err == nil:
 		status = http.StatusOK
 		p.ClientID, p.Created, p.SecretHash = cur.ClientID, cur.Created, cur.SecretHash
+		p.UID, p.SecretGeneration = cur.UID, cur.SecretGeneration
+		p.Role = cmp.Or(in.Role, cur.Role)
+		p.DisplayName = cmp.Or(in.DisplayName, cur.DisplayName)
+		if in.Subscriptions == nil {
+			p.Subscriptions = cur.Subscriptions
+		}
 	case errors.Is(err, store.ErrNotFound):
 		rev = 0
 	default:
@@ -336,12 +344,16 @@ func (s *Server) adminPutPrincipal(w http.ResponseWriter, r *http.Request, rc *r
 			return err
 		}
 		p.SecretHash = auth.HashSecret(secret)
+		p.SecretGeneration++ // tokens of the old secret stop working
 	}
 	if _, err := s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, p)); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return errs.New(errs.Conflict, "Conflict", "The principal was modified concurrently; retry.")
 		}
 		return err
+	}
+	if secret != "" && s.opts.SecretRotated != nil {
+		s.opts.SecretRotated(ctx, p.ClientID, secret)
 	}
 	out := renderPrincipal(p)
 	out.Secret = secret

@@ -298,7 +298,7 @@ type actionBody struct {
 func (s *Server) scaleSetAction(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	action := strings.ToLower(rc.v("action"))
 	if !instanceActions[action] {
-		return errs.New(errs.NotFound, "NotFound", "No HTTP resource was found that matches the request URI '%s'.", r.URL.Path)
+		return unknownAction(r, rc)
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -320,7 +320,7 @@ func (s *Server) scaleSetAction(w http.ResponseWriter, r *http.Request, rc *reqC
 func (s *Server) instanceAction(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	action := strings.ToLower(rc.v("action"))
 	if !instanceActions[action] || action == "delete" || action == "manualupgrade" {
-		return errs.New(errs.NotFound, "NotFound", "No HTTP resource was found that matches the request URI '%s'.", r.URL.Path)
+		return unknownAction(r, rc)
 	}
 	if _, err := readBody(r); err != nil {
 		return err

@@ -12,6 +12,13 @@ import (
 	"github.com/vmssd/vmssd/internal/store"
 )
 
+// retryAfter is the poll interval (seconds) sent with every answer that
+// leaves an operation running: the initial 201/202, an InProgress status and
+// a 202 Location poll. Without it clients wait their default (30 s for az).
+// It is whole seconds because az's poller (azure-core) reads Retry-After
+// with int() and falls back to 30 s on "0"; Go's azcore would take less.
+const retryAfter = "1"
+
 // getOperation serves both the Azure-AsyncOperation status resource and,
 // with monitor=true, the Location URL (202 while running, then the result).
 func (s *Server) getOperation(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
@@ -26,7 +33,7 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		switch op.Status {
 		case arm.StatusInProgress:
 			w.Header().Set("Location", "https://"+r.Host+r.URL.RequestURI())
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", retryAfter)
 			w.WriteHeader(http.StatusAccepted)
 		case arm.StatusSucceeded:
 			writeJSON(w, http.StatusOK, struct{}{})
@@ -43,6 +50,9 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request, rc *reqCtx
 			writeJSON(w, code, arm.ErrorResponse{Error: d})
 		}
 		return nil
+	}
+	if op.Status == arm.StatusInProgress {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	writeJSON(w, http.StatusOK, arm.OperationStatus{
 		ID: arm.OperationID(op.Sub, op.Location, op.ID), Name: op.ID, Status: op.Status,

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vmssd/vmssd/api/arm"
+	"github.com/vmssd/vmssd/api/client"
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/state"
@@ -16,10 +17,12 @@ import (
 
 // metadataEndpoints serves the cloud metadata document clients register the
 // cloud from: the legacy Azure Stack shape for old api-versions, the single
-// object shape az CLI reads for 2022-09-01 and newer.
+// object shape az CLI reads for 2022-09-01 and newer. The login endpoint is
+// the AD FS authority https://host/adfs, as on Azure Stack Hub with AD FS:
+// MSAL trusts it without asking login.microsoftonline.com (api/client).
 func (s *Server) metadataEndpoints(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	base := "https://" + r.Host + "/"
-	login := base
+	login := client.LoginEndpoint(base)
 	if rc.api >= "2019-05-01" && rc.api != "1.0" {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"name":            "vmssd",
@@ -31,8 +34,8 @@ func (s *Server) metadataEndpoints(w http.ResponseWriter, r *http.Request, rc *r
 			"authentication": map[string]any{
 				"loginEndpoint":    login,
 				"audiences":        []string{s.opts.Audience},
-				"tenant":           "vmssd",
-				"identityProvider": "AAD",
+				"tenant":           client.LoginTenant,
+				"identityProvider": "ADFS",
 			},
 			"suffixes": map[string]any{"storage": "vmssd.local", "keyVaultDns": ".vault.vmssd.local", "acrLoginServer": ".acr.vmssd.local"},
 		})

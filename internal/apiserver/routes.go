@@ -37,6 +37,25 @@ var ResourcesAPIVersions = set(
 	"2022-12-01", "2023-07-01", "2024-03-01", "2024-07-01", "2024-11-01", "2025-03-01", "2025-04-01",
 )
 
+// SubscriptionsAPIVersions are the api-versions of the subscriptions API
+// (subscriptions, their locations): az's profiles use 2016-06-01 (hybrid)
+// and 2019-11-01 (latest).
+var SubscriptionsAPIVersions = union(ResourcesAPIVersions, set("2015-11-01", "2019-06-01", "2019-11-01"))
+
+// ResourceSKUsAPIVersions are the api-versions of Microsoft.Compute/skus:
+// az's profiles use 2017-09-01 (2019-03-01-hybrid) and 2019-04-01.
+var ResourceSKUsAPIVersions = set("2017-09-01", "2019-04-01", "2021-07-01")
+
+func union(ms ...map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range ms {
+		for v := range m {
+			out[v] = true
+		}
+	}
+	return out
+}
+
 // AdminAPIVersions are the operator (Azure Stack admin style) api-versions.
 var AdminAPIVersions = set("2015-11-01", "2015-12-01-preview", "2018-02-09", "2019-07-01", "2024-01-01")
 
@@ -98,13 +117,20 @@ const (
 
 func (s *Server) register() {
 	cv, rv, av := ComputeAPIVersions, ResourcesAPIVersions, AdminAPIVersions
+	sv, skuv := SubscriptionsAPIVersions, ResourceSKUsAPIVersions
 	get, put, post, del, patch := http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete, http.MethodPatch
 
 	s.handle(get, "metadata/endpoints", nil, s.metadataEndpoints).anon = true
 
 	// Subscriptions and resource groups (Microsoft.Resources).
-	s.handle(get, "subscriptions", rv, s.listSubscriptions)
-	s.handle(get, subP, rv, s.getSubscription)
+	s.handle(get, "subscriptions", sv, s.listSubscriptions)
+	s.handle(get, subP, sv, s.getSubscription)
+	s.handle(get, subP+"/locations", sv, s.listLocations)
+	s.handle(get, subP+"/providers", rv, s.listProviders)
+	s.handle(get, subP+"/providers/{ns}", rv, s.getProvider)
+	s.handle(post, subP+"/providers/{ns}/register", rv, s.registerProvider)
+	s.handle(get, "providers", rv, s.listProviders)
+	s.handle(get, "providers/{ns}", rv, s.getProvider)
 	s.handle(get, subP+"/resourcegroups", rv, s.listResourceGroups)
 	s.handle(put, rgP, rv, s.putResourceGroup)
 	s.handle(get, rgP, rv, s.getResourceGroup)
@@ -139,6 +165,7 @@ func (s *Server) register() {
 
 	// VM sizes.
 	s.handle(get, locP+"/vmSizes", cv, s.listVMSizes)
+	s.handle(get, subP+"/providers/Microsoft.Compute/skus", skuv, s.listComputeSKUs)
 	s.handle(get, locP+"/usages", cv, s.listUsages)
 
 	// Operations.

@@ -107,6 +107,8 @@ type Server struct {
 	subLocks subLocks
 	// uploads bounds concurrent artifact uploads (uploads.go).
 	uploads uploadGate
+	// providers is what the providers API reports (providers.go).
+	providers *providerIndex
 }
 
 // New builds the server.
@@ -134,6 +136,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: opts.Logger}
 	s.register()
+	s.indexProviders(extraTypes())
 	return s
 }
 
@@ -205,6 +208,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	path := strings.Trim(r.URL.Path, "/")
 	segs := strings.Split(path, "/")
+	if len(segs) > 1 {
+		// Empty segments are ignored, as ARM ignores them: az's generic
+		// resource calls send "providers/Microsoft.Compute//virtualMachineScaleSets/web"
+		// for a resource without a parent.
+		segs = slices.DeleteFunc(segs, func(s string) bool { return s == "" })
+	}
 	if !armRoots[strings.ToLower(segs[0])] && s.opts.TokenHandler != nil {
 		s.opts.TokenHandler.ServeHTTP(w, r)
 		return
@@ -259,10 +268,11 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, segs []string)
 		}
 		return errs.New(errs.MethodNotAllowed, "MethodNotAllowed", "The requested method %s is not allowed for this resource.", r.Method)
 	}
-	if _, err := s.authenticate(r); err != nil {
+	c, err := s.authenticate(r)
+	if err != nil {
 		return err
 	}
-	return errs.New(errs.NotFound, "NotFound", "No HTTP resource was found that matches the request URI '%s'.", r.URL.Path)
+	return s.unknownRoute(r, segs, c)
 }
 
 func (s *Server) authenticate(r *http.Request) (*Caller, error) {
@@ -380,7 +390,7 @@ func (s *Server) lroHeaders(w http.ResponseWriter, r *http.Request, op *model.Op
 	base := "https://" + r.Host + arm.OperationID(op.Sub, op.Location, op.ID)
 	w.Header().Set("Azure-AsyncOperation", base+"?api-version="+url.QueryEscape(api))
 	w.Header().Set("Location", base+"?monitor=true&api-version="+url.QueryEscape(api))
-	w.Header().Set("Retry-After", "1")
+	w.Header().Set("Retry-After", retryAfter)
 }
 
 func newRequestID() string {

@@ -100,6 +100,7 @@ func (s *Server) render(set *model.ScaleSet, st *model.ScaleSetStatus, rev int64
 	if p.SinglePlacementGroup == nil {
 		p.SinglePlacementGroup = ptr(true)
 	}
+	withProfileDefaults(p)
 	if vp := p.VirtualMachineProfile; vp != nil && vp.OSProfile != nil {
 		vp.OSProfile.AdminPassword = nil
 		vp.OSProfile.CustomData = nil
@@ -194,10 +195,8 @@ func readOnlyClear(m *armcompute.VirtualMachineScaleSet) {
 
 // modelSignature is what decides whether the VM model changed.
 func modelSignature(m *armcompute.VirtualMachineScaleSet) string {
-	var prof []byte
-	if m.Properties != nil && m.Properties.VirtualMachineProfile != nil {
-		prof, _ = json.Marshal(m.Properties.VirtualMachineProfile)
-	}
+	// Defaults GET shows count as given: echoing them changes nothing.
+	prof, _ := json.Marshal(profileWithDefaults(m))
 	name := ""
 	if m.SKU != nil && m.SKU.Name != nil {
 		name = strings.ToLower(*m.SKU.Name)

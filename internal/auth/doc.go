@@ -13,6 +13,7 @@
 //
 //	GET  /{tenant}/v2.0/.well-known/openid-configuration   Entra v2 discovery
 //	GET  /{tenant}/.well-known/openid-configuration        v1 and AD FS discovery
+//	GET  /adfs/{tenant}/.well-known/openid-configuration   az's tenant resolution under the AD FS authority
 //	POST /{tenant}/oauth2/v2.0/token                       v2 token (scope=<aud>/.default)
 //	POST /{tenant}/oauth2/token                            v1 and AD FS token (resource=<aud> or scope)
 //	GET  /{tenant}/discovery/v2.0/keys, /{tenant}/discovery/keys   JWKS

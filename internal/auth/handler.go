@@ -41,6 +41,7 @@ func (i *Issuer) Handler(src Source) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", h.discoveryV2)
 	mux.HandleFunc("GET /{tenant}/.well-known/openid-configuration", h.discoveryV1)
+	mux.HandleFunc("GET /{authority}/{tenant}/.well-known/openid-configuration", h.discoveryUnderADFS)
 	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", h.keys)
 	mux.HandleFunc("GET /{tenant}/discovery/keys", h.keys)
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", h.token)
@@ -155,6 +156,29 @@ func (h *handler) discoveryV1(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, newDiscoveryDocument(
 		issuer, p+"/oauth2/authorize", p+"/oauth2/token", p+"/discovery/keys"))
+}
+
+// discoveryUnderADFS answers az's tenant resolution when the cloud's
+// login endpoint is the AD FS authority (https://host/adfs): "az login
+// --tenant NAME" fetches {loginEndpoint}/NAME/.well-known/openid-configuration
+// for any non-GUID NAME and takes the tenant from the issuer. vmssd has one
+// directory, so every NAME resolves to AD FS (issuer https://host/adfs, tenant
+// "adfs"), as it does on Azure Stack Hub with AD FS.
+func (h *handler) discoveryUnderADFS(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.PathValue("authority"), adfsTenant) {
+		http.NotFound(w, r)
+		return
+	}
+	if _, ok := tenant(w, r); !ok {
+		return
+	}
+	base, ok := baseURL(r)
+	if !ok {
+		http.Error(w, "bad Host header", http.StatusBadRequest)
+		return
+	}
+	p := base + "/" + adfsTenant
+	writeJSON(w, http.StatusOK, newDiscoveryDocument(p, p+"/oauth2/authorize", p+"/oauth2/token", p+"/discovery/keys"))
 }
 
 func (h *handler) keys(w http.ResponseWriter, r *http.Request) {

@@ -116,6 +116,9 @@ func TestDiscovery(t *testing.T) {
 		{"/Tenant.One-2/v2.0/.well-known/openid-configuration", "", "/Tenant.One-2/v2.0", "/Tenant.One-2/oauth2/v2.0/token", "/Tenant.One-2/oauth2/v2.0/authorize"},
 		{"/tenant1/.well-known/openid-configuration", "", "/tenant1/", "/tenant1/oauth2/token", "/tenant1/oauth2/authorize"},
 		{"/adfs/.well-known/openid-configuration", "", "/adfs", "/adfs/oauth2/token", "/adfs/oauth2/authorize"},
+		// az login --tenant NAME under the AD FS login endpoint resolves NAME here.
+		{"/adfs/vmssd/.well-known/openid-configuration", "", "/adfs", "/adfs/oauth2/token", "/adfs/oauth2/authorize"},
+		{"/adfs/adfs/.well-known/openid-configuration", "", "/adfs", "/adfs/oauth2/token", "/adfs/oauth2/authorize"},
 		{"/tenant1/v2.0/.well-known/openid-configuration", "login.vmssd.example:8443", "/tenant1/v2.0", "/tenant1/oauth2/v2.0/token", "/tenant1/oauth2/v2.0/authorize"},
 	}
 	for _, tc := range tests {
@@ -161,6 +164,8 @@ func TestDiscovery(t *testing.T) {
 		{http.MethodPost, "/tenant1/v2.0/.well-known/openid-configuration", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/tenant1/oauth2/v2.0/authorize", http.StatusNotFound},
 		{http.MethodGet, "/", http.StatusNotFound},
+		{http.MethodGet, "/other/vmssd/.well-known/openid-configuration", http.StatusNotFound},
+		{http.MethodGet, "/adfs/ten_ant/.well-known/openid-configuration", http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(tc.method, a.srv.URL+tc.path, nil)
 		if status, _, _ := a.do(t, req); status != tc.want {

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -81,6 +82,9 @@ type Options struct {
 	// Logger receives token endpoint events (never secrets or tokens).
 	// Default: discard.
 	Logger *slog.Logger
+	// RateLimit bounds token requests per remote address and in total.
+	// The zero value selects the defaults.
+	RateLimit RateLimit
 }
 
 // Issuer issues and verifies vmssd's access tokens, and serves the OAuth 2.0
@@ -96,6 +100,7 @@ type Issuer struct {
 	leeway    time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+	limiter   *limiter // nil: token requests are not rate limited
 }
 
 // NewIssuer returns an Issuer signing with the ES256 (ECDSA P-256) key in
@@ -123,6 +128,7 @@ func NewIssuer(keyFile string, opts Options) (*Issuer, error) {
 		leeway:   opts.Leeway,
 		now:      opts.Now,
 		log:      opts.Logger,
+		limiter:  newLimiter(opts.RateLimit),
 	}
 	if i.lifetime <= 0 {
 		i.lifetime = DefaultTokenLifetime
@@ -194,6 +200,19 @@ type Claims struct {
 	TenantID string `json:"tid"`
 	// AppDisplayName is the principal's display name, if any.
 	AppDisplayName string `json:"app_displayname,omitempty"`
+	// ObjectID is the principal's UID ("oid", as Entra names the object id
+	// of a service principal).
+	ObjectID string `json:"oid,omitempty"`
+	// SecretGeneration is the generation of the secret the token was
+	// obtained with.
+	SecretGeneration int64 `json:"secret_gen,omitempty"`
+}
+
+// BoundTo reports whether the token was issued to the principal record
+// with this UID and secret generation: false once that principal was
+// deleted (and perhaps created again) or its secret rotated.
+func (c Claims) BoundTo(uid string, secretGeneration int64) bool {
+	return subtle.ConstantTimeCompare([]byte(c.ObjectID), []byte(uid)) == 1 && c.SecretGeneration == secretGeneration
 }
 
 // Validate checks the vmssd-specific claims; the jwt parser calls it after
@@ -214,7 +233,8 @@ func (c Claims) Validate() error {
 // are not carried in tokens (assignments change more often than tokens
 // expire): the caller resolves them from the state store by ClientID.
 func (c Claims) Principal() Principal {
-	return Principal{ClientID: c.Subject, DisplayName: c.AppDisplayName, Role: c.Role}
+	return Principal{ClientID: c.Subject, DisplayName: c.AppDisplayName, Role: c.Role,
+		UID: c.ObjectID, SecretGeneration: c.SecretGeneration}
 }
 
 // Issue returns a signed access token for p and audience (one of the
@@ -246,10 +266,12 @@ func (i *Issuer) Issue(p Principal, audience string, now time.Time) (token strin
 			ExpiresAt: jwt.NewNumericDate(expiresAt),
 			ID:        hex.EncodeToString(jti),
 		},
-		Role:           p.Role,
-		AppID:          p.ClientID,
-		TenantID:       i.tenantID,
-		AppDisplayName: p.DisplayName,
+		Role:             p.Role,
+		AppID:            p.ClientID,
+		TenantID:         i.tenantID,
+		AppDisplayName:   p.DisplayName,
+		ObjectID:         p.UID,
+		SecretGeneration: p.SecretGeneration,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, claims)
 	t.Header["kid"] = i.kid

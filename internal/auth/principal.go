@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -66,6 +68,25 @@ type Principal struct {
 	// Subscriptions are the subscription ids assigned to a tenant. It is
 	// ignored for roles with AllSubscriptions.
 	Subscriptions []string
+	// UID identifies the principal record the credentials belong to (the
+	// "oid" claim): a principal deleted and created again with the same
+	// client id has a new UID, so tokens of the old one name nobody.
+	UID string
+	// SecretGeneration is the generation of the principal's secret (the
+	// "secret_gen" claim): rotating the secret increments it, so tokens
+	// obtained with the old secret stop working at once.
+	SecretGeneration int64
+}
+
+// NewPrincipalUID returns a new random principal UID, formatted like an
+// Entra object id (a random UUID).
+func NewPrincipalUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails: see crypto/rand.Read
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // IsOperator reports whether p has the operator role.

@@ -210,6 +210,7 @@ func (r *rootOptions) printPrincipals(v any, ps []principal, withSecret bool) er
 
 type principalCreateOptions struct {
 	root          *rootOptions
+	cmd           *cobra.Command
 	clientID      string
 	displayName   string
 	role          string
@@ -224,13 +225,17 @@ func newPrincipalCreateCommand(root *rootOptions) *cobra.Command {
 		Short: "Create or update a service principal; a new secret is printed once",
 		Long: `Create a service principal, or update the role and subscriptions of an
 existing one. A new principal (or --rotate-secret) gets a fresh client secret,
-which is printed once and cannot be retrieved later.`,
+which is printed once and cannot be retrieved later. An existing principal
+keeps the role, subscriptions and display name not given as flags, so
+--rotate-secret alone only replaces the secret (and ends the tokens obtained
+with the old one).`,
 		Args: noArgs,
 	}
+	o.cmd = cmd
 	f := cmd.Flags()
 	f.StringVar(&o.clientID, "client-id", "", "client id")
 	f.StringVar(&o.displayName, "display-name", "", "display name")
-	f.StringVar(&o.role, "role", "tenant", "role: tenant or operator")
+	f.StringVar(&o.role, "role", "", "role: tenant or operator (a new principal: tenant; an existing one keeps its role)")
 	f.StringSliceVar(&o.subscriptions, "subscriptions", nil, "subscriptions a tenant may use (comma separated)")
 	f.BoolVar(&o.rotateSecret, "rotate-secret", false, "issue a new secret for an existing principal")
 	_ = cmd.MarkFlagRequired("client-id")
@@ -239,7 +244,9 @@ which is printed once and cannot be retrieved later.`,
 
 func (o *principalCreateOptions) Complete(context.Context, []string) error {
 	var err error
-	o.role, err = canonical("--role", o.role, "tenant", "operator")
+	if o.role != "" {
+		o.role, err = canonical("--role", o.role, "tenant", "operator")
+	}
 	return err
 }
 
@@ -255,11 +262,22 @@ func (o *principalCreateOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	subs := o.subscriptions
-	if subs == nil {
-		subs = []string{}
+	// Only the flags given are sent: the server keeps the rest of an
+	// existing principal.
+	in := map[string]any{"clientId": o.clientID}
+	if o.role != "" {
+		in["role"] = o.role
 	}
-	in := principal{ClientID: o.clientID, DisplayName: o.displayName, Role: o.role, Subscriptions: subs}
+	if o.displayName != "" {
+		in["displayName"] = o.displayName
+	}
+	if o.cmd.Flags().Changed("subscriptions") {
+		subs := o.subscriptions
+		if subs == nil {
+			subs = []string{}
+		}
+		in["subscriptions"] = subs
+	}
 	var q url.Values
 	if o.rotateSecret {
 		q = url.Values{"rotateSecret": {"true"}}

@@ -129,11 +129,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.sweepOrphans(ctx); err != nil {
-		c.log.Error("orphan sweep failed", "err", err)
-	}
-	c.sweepOperations(ctx)
-	c.enqueueAll(ctx)
+	c.safely("startup sweeps", func() {
+		if err := c.sweepOrphans(ctx); err != nil {
+			c.log.Error("orphan sweep failed", "err", err)
+		}
+		c.sweepOperations(ctx)
+		c.enqueueAll(ctx)
+	})
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -150,9 +152,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				c.enqueueAll(ctx)
-				c.sweepResourceGroups(ctx)
-				c.sweepOperations(ctx)
+				c.safely("periodic sweeps", func() {
+					c.enqueueAll(ctx)
+					c.sweepResourceGroups(ctx)
+					c.sweepOperations(ctx)
+				})
 			}
 		}
 	})
@@ -182,7 +186,7 @@ func (c *Controller) watch(ctx context.Context, from int64) {
 		}
 		for ev := range ch {
 			from = ev.KV.ModRevision + 1
-			c.onEvent(ctx, ev)
+			c.safely("watch event", func() { c.onEvent(ctx, ev) })
 		}
 		if ctx.Err() == nil {
 			// The watcher was cancelled (too slow): catch up with a resync.
@@ -477,7 +481,7 @@ func (c *Controller) execute(ctx context.Context, set *model.ScaleSet, insts []*
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := c.act(ctx, set, inst, a); err != nil {
+			if err := c.safeAct(ctx, set, inst, a); err != nil {
 				c.log.Warn("instance action failed", "set", set.Ref().String(), "instance", inst.ID, "action", a.Kind, "err", err)
 				mu.Lock()
 				if first == nil {
@@ -489,6 +493,12 @@ func (c *Controller) execute(ctx context.Context, set *model.ScaleSet, insts []*
 	}
 	wg.Wait()
 	return first
+}
+
+// safeAct is act, with a panic turned into the action's error.
+func (c *Controller) safeAct(ctx context.Context, set *model.ScaleSet, inst *model.Instance, a reconcile.Action) (err error) {
+	defer recoverErr("host action", &err)
+	return c.act(ctx, set, inst, a)
 }
 
 func (c *Controller) instanceKey(inst *model.Instance) string {

@@ -138,6 +138,13 @@ type Principal struct {
 	Subscriptions []string  `json:"subscriptions,omitempty"`
 	SecretHash    string    `json:"secretHash"`
 	Created       time.Time `json:"created"`
+	// UID identifies this principal record: a new random value each time a
+	// principal is created, so that a token of a deleted principal never
+	// names a later one with the same client id (auth.NewPrincipalUID).
+	UID string `json:"uid,omitempty"`
+	// SecretGeneration counts secret rotations; tokens carry it and die
+	// with the secret they were issued for.
+	SecretGeneration int64 `json:"secretGeneration,omitempty"`
 }
 
 // ResourceGroup is a resource group.

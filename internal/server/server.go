@@ -387,7 +387,7 @@ func (s *Server) bootstrap(ctx context.Context, imgs *images) error {
 func (s *Server) writeClientConfig() error {
 	s.Client.Endpoint = s.URL
 	s.Client.CAFile = s.CAFile
-	s.Client.Tenant = auth.DefaultTenantID
+	s.Client.Tenant = client.LoginTenant
 	s.Client.Audience = auth.DefaultAudience
 	s.Client.Subscription = s.cfg.DefaultSubscription
 	s.Client.Location = s.cfg.Location

@@ -20,6 +20,10 @@ var (
 	ErrCompacted = errors.New("store: revision compacted")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrCorrupt is returned by a durable backend whose data is damaged
+	// (a truncated file, a corrupt page or record). The data must be
+	// restored from a backup; retrying does not help.
+	ErrCorrupt = errors.New("store: data is corrupt")
 )
 
 // KV is one stored value.

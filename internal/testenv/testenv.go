@@ -28,7 +28,9 @@ import (
 	"github.com/vmssd/vmssd/internal/driver/process"
 	"github.com/vmssd/vmssd/internal/driver/sandbox"
 	"github.com/vmssd/vmssd/internal/guest"
+	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/server"
+	"github.com/vmssd/vmssd/internal/state"
 )
 
 // RunGuestIfAsked runs the guest program and exits when the test binary was
@@ -175,9 +177,15 @@ func Client(caPEM []byte) *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 16}}
 }
 
-// IssueToken mints a token for a principal directly (a "static token").
+// IssueToken mints a token for a principal directly (a "static token"),
+// bound to the principal's stored record and secret generation if it
+// exists (as the token endpoint would).
 func (e *Env) IssueToken(clientID string, role auth.Role) string {
-	tok, _, err := e.Server.Issuer.Issue(auth.Principal{ClientID: clientID, Role: role}, auth.DefaultAudience, time.Now())
+	p := auth.Principal{ClientID: clientID, Role: role}
+	if rec, _, err := state.Get[model.Principal](context.Background(), e.Server.Store, model.PrincipalKey(clientID)); err == nil {
+		p.UID, p.SecretGeneration = rec.UID, rec.SecretGeneration
+	}
+	tok, _, err := e.Server.Issuer.Issue(p, auth.DefaultAudience, time.Now())
 	if err != nil {
 		e.T.Fatalf("issue token: %v", err)
 	}

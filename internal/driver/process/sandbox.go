@@ -139,6 +139,9 @@ func RemoveContainers(ctx context.Context, root, runDir string) error {
 			errs = append(errs, rt.Delete(ctx, st.ID))
 		}
 	}
+	if _, err := sandbox.KillCgroup("/vmssd/"+cgroupScope(root), killTimeout); err != nil {
+		errs = append(errs, err)
+	}
 	bundles, _ := filepath.Glob(filepath.Join(runDir, "bundles", "*", "rootfs"))
 	for _, b := range bundles {
 		errs = append(errs, sandbox.Unmount(b))
@@ -293,6 +296,9 @@ func (d *Driver) collectLayers() {
 	os.Remove(root) // when empty
 }
 
+// cgroupPath is the cgroup of the container of instance id.
+func (sb *sandboxed) cgroupPath(id string) string { return "/vmssd/" + sb.scope + "/" + id }
+
 // bundleDir is where the container of instance id has its config.json and
 // rootfs mount point.
 func (sb *sandboxed) bundleDir(id string) string { return filepath.Join(sb.runDir, "bundles", id) }
@@ -315,9 +321,15 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 	defer cancel()
 	bundle := sb.bundleDir(in.id)
 	rootfs := filepath.Join(bundle, "rootfs")
-	// Whatever a previous run left: its container and its mount.
+	// Whatever a previous run left: its container, processes runc lost
+	// track of, and its mount.
 	if err := sb.rt.Delete(ctx, in.id); err != nil {
 		return nil, err
+	}
+	if n, err := sandbox.KillCgroup(sb.cgroupPath(in.id), killTimeout); err != nil {
+		return nil, err
+	} else if n > 0 {
+		d.log.Warn("killed processes left in the instance's cgroup", "id", in.id, "count", n)
 	}
 	if err := sandbox.Unmount(rootfs); err != nil {
 		return nil, err
@@ -359,7 +371,7 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 	cs, err := sandbox.Spec(sandbox.Config{
 		Rootfs: rootfs, Args: argv, Env: env, Cwd: "/", Hostname: hostname, Binds: binds,
 		IDs: sb.ids, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, Pids: sb.pids,
-		CgroupsPath: "/vmssd/" + sb.scope + "/" + in.id,
+		CgroupsPath: sb.cgroupPath(in.id),
 	})
 	if err != nil {
 		return nil, err
@@ -446,6 +458,9 @@ func (d *Driver) adoptContainer(ctx context.Context, in *instance) (*proc, error
 	if pid == 0 {
 		// Nothing runs: clear what a dead container left.
 		if err := sb.rt.Delete(ctx, in.id); err != nil {
+			return nil, err
+		}
+		if _, err := sandbox.KillCgroup(sb.cgroupPath(in.id), killTimeout); err != nil {
 			return nil, err
 		}
 		return nil, sandbox.Unmount(filepath.Join(sb.bundleDir(in.id), "rootfs"))

@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -215,4 +217,51 @@ func RemoveCgroups(rel string) {
 			unix.Rmdir(dirs[i])
 		}
 	}
+}
+
+// KillCgroup kills (SIGKILL) every process in the cgroup rel and the
+// cgroups below it (read from the pids hierarchy, or the unified one), and
+// waits up to timeout for them to be gone. It reports how many processes it
+// signalled. This catches what runc no longer knows: a container whose
+// state was lost.
+func KillCgroup(rel string, timeout time.Duration) (int, error) {
+	var roots []string
+	for _, h := range []string{"/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
+		if fi, err := os.Stat(filepath.Join(h, rel)); err == nil && fi.IsDir() {
+			roots = append(roots, filepath.Join(h, rel))
+		}
+	}
+	procs := func() []int {
+		var pids []int
+		for _, root := range roots {
+			filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+				if err != nil || !de.IsDir() {
+					return nil
+				}
+				b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+				if err != nil {
+					return nil
+				}
+				for f := range strings.FieldsSeq(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+						pids = append(pids, pid)
+					}
+				}
+				return nil
+			})
+		}
+		return pids
+	}
+	pids := procs()
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	deadline := time.Now().Add(timeout)
+	for len(procs()) > 0 {
+		if time.Now().After(deadline) {
+			return len(pids), fmt.Errorf("sandbox: processes of cgroup %s still alive after %s", rel, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return len(pids), nil
 }

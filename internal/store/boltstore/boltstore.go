@@ -77,6 +77,8 @@ type Store struct {
 	// of new revisions.
 	wmu        sync.Mutex
 	compactRev int64 // newest revision no longer in the log; guarded by wmu
+
+	poison poison // set when bbolt panicked on damaged data
 }
 
 var _ store.Store = (*Store)(nil)
@@ -107,12 +109,27 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	existed, err := preflight(path)
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	var db *bolt.DB
+	err, _ = guard(func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path, history: int64(opts.History), hub: watchhub.New(opts.WatchBuffer)}
-	err = db.Update(func(tx *bolt.Tx) error {
+	if err := s.verifyIf(existed); err != nil {
+		if !s.poison.isWedged() {
+			_ = db.Close()
+		}
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	err = s.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketKV, bucketMeta, bucketLog} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -125,7 +142,7 @@ func Open(path string, opts Options) (*Store, error) {
 				return err
 			}
 		case string(f) != formatVersion:
-			return fmt.Errorf("unsupported format %q", f)
+			return corrupt("unsupported format %q", f)
 		}
 		rev, err := getUint(meta, keyRev)
 		if err != nil {
@@ -159,7 +176,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 		return store.KV{}, fmt.Errorf("boltstore: get %q: %w", key, store.ErrClosed)
 	}
 	var kv store.KV
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketKV).Get([]byte(key))
 		if v == nil {
 			return store.ErrNotFound
@@ -188,7 +205,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, err
 		kvs []store.KV
 		rev int64
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var err error
 		if rev, err = getUint(tx.Bucket(bucketMeta), keyRev); err != nil {
 			return err
@@ -233,7 +250,7 @@ func (s *Store) Txn(ctx context.Context, conds []store.Cond, ops ...store.Op) (i
 	newRev := cur + 1
 	compact := s.compactRev
 	var events []store.Event
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		kvb := tx.Bucket(bucketKV)
 		for _, c := range conds {
 			if err := check(kvb, c); err != nil {
@@ -330,6 +347,10 @@ func (s *Store) Close() error {
 	s.closeMu.Unlock()
 	// Outside closeMu: watcher goroutines may be waiting for it in replay.
 	s.hub.Close()
+	if s.poison.isWedged() {
+		// bbolt may hold its writer lock forever: db.Close would block.
+		return fmt.Errorf("boltstore: close %s: left open: %w", s.path, s.poison.get())
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("boltstore: close %s: %w", s.path, err)
 	}
@@ -345,7 +366,7 @@ func (s *Store) replay(from, to int64) ([]store.Event, int64, error) {
 	}
 	to = min(to, from+replayChunk-1)
 	var events []store.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		compact, err := getUint(tx.Bucket(bucketMeta), keyCompact)
 		if err != nil {
 			return err
@@ -378,7 +399,7 @@ func check(kvb *bolt.Bucket, c store.Cond) error {
 		var mod int64
 		if v != nil {
 			if len(v) < headerLen {
-				return fmt.Errorf("corrupt record for key %q", c.Key)
+				return corrupt("record for key %q", c.Key)
 			}
 			mod = int64(binary.BigEndian.Uint64(v[9:17]))
 		}
@@ -402,7 +423,7 @@ func apply(kvb *bolt.Bucket, op store.Op, rev int64, events []store.Event) ([]st
 		create := rev
 		if old := kvb.Get(op.Key); old != nil {
 			if len(old) < headerLen {
-				return nil, fmt.Errorf("corrupt record for key %q", op.Key)
+				return nil, corrupt("record for key %q", op.Key)
 			}
 			create = int64(binary.BigEndian.Uint64(old[1:9]))
 		}
@@ -488,7 +509,7 @@ func getUint(b *bolt.Bucket, key []byte) (int64, error) {
 	case 8:
 		return int64(binary.BigEndian.Uint64(v)), nil
 	}
-	return 0, fmt.Errorf("corrupt meta %q", key)
+	return 0, corrupt("meta %q", key)
 }
 
 func putUint(b *bolt.Bucket, key []byte, v int64) error {
@@ -507,7 +528,7 @@ func encodeKV(kv store.KV) []byte {
 // decodeKV decodes a record; it copies v, which bbolt owns.
 func decodeKV(key, v []byte) (store.KV, error) {
 	if len(v) < headerLen || v[0] != recordVersion {
-		return store.KV{}, fmt.Errorf("corrupt record for key %q", key)
+		return store.KV{}, corrupt("record for key %q", key)
 	}
 	return store.KV{
 		Key:            key,
@@ -539,7 +560,7 @@ func encodeEvents(events []store.Event) []byte {
 // decodeEvents appends the events of revision rev encoded in v; it copies
 // what it keeps, as bbolt owns v.
 func decodeEvents(rev int64, v []byte, events []store.Event) ([]store.Event, error) {
-	corrupt := fmt.Errorf("corrupt log entry for revision %d", rev)
+	bad := corrupt("log entry for revision %d", rev)
 	d := decoder{buf: v, ok: true}
 	n := d.uvarint()
 	for i := uint64(0); i < n && d.ok; i++ {
@@ -552,12 +573,12 @@ func decodeEvents(rev int64, v []byte, events []store.Event) ([]store.Event, err
 			ev.KV.Value = cloneValue(d.bytes())
 		case store.EventDelete:
 		default:
-			return nil, corrupt
+			return nil, bad
 		}
 		events = append(events, ev)
 	}
 	if !d.ok || len(d.buf) != 0 {
-		return nil, corrupt
+		return nil, bad
 	}
 	return events, nil
 }
