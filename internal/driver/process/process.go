@@ -1,6 +1,24 @@
 // Package process is the "process" driver: every instance is a supervised
-// host process started from a "vmssd.process/v1" image (see package
-// artifact).
+// guest process started from a "vmssd.process/v1" image (see package
+// artifact), in its own runc sandbox (package sandbox) by default.
+//
+// Isolation. With IsolationRunc (the default) the guest is the init process
+// of an OCI container: its root file system is an overlay of the image's
+// rootfs (copied once per image into Root+".layers" with its owners
+// shifted into the container's mapped id range, read-only, shared) and the
+// instance's disk/ (its writable layer); the guest binary, its ELF
+// libraries and metadata.json are read-only binds (/.vmssd/guest,
+// /.vmssd/metadata.json); VMSSD_DISK is "/". Its network namespace has only
+// loopback: vmssd listens on the instance's port on the host's loopback and
+// forwards each connection into the namespace (Recover opens the forward
+// again). Bundles (config.json, the mounted rootfs) and runc's state live
+// in RunDir, so that nothing of the data directory is on a path the
+// container's mapped root must traverse. A host that cannot sandbox (no
+// runc, not root) refuses every instance, or with AllowUnsandboxed runs
+// operator images (driver.Spec.OperatorImage) as plain processes; tenant
+// images never run unsandboxed (driver.ErrSandboxUnavailable).
+// IsolationNone runs plain processes (operator images only), as described
+// below.
 //
 // Each instance lives in <Root>/<ID>/:
 //
@@ -11,7 +29,9 @@
 //	console.log    the guest's stdout and stderr, bounded (console.log.1
 //	               holds the previous tail)
 //	disk/          the OS disk: a fresh copy of the image's rootfs/, the
-//	               guest's working directory (VMSSD_DISK)
+//	               guest's working directory (VMSSD_DISK); for a container,
+//	               the writable layer above the image's
+//	work/          overlayfs's work directory (containers)
 //
 // State files are replaced atomically (write a temporary file, rename). The
 // guest runs in its own session and process group, with the image's
