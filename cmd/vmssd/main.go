@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vmssd/vmssd/internal/artifact"
+	"github.com/vmssd/vmssd/internal/auth"
 	"github.com/vmssd/vmssd/internal/guest"
 	"github.com/vmssd/vmssd/internal/server"
 )
@@ -64,6 +65,10 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.UnsandboxedProcessImages, "unsandboxed-process-images", false, "where the host cannot sandbox process instances (no runc, not root), run operator images as plain processes (tenant images are refused)")
 	fs.DurationVar(&cfg.BootDeadline, "boot-deadline", 180*time.Second, "a VM that has not booted by then is stopped and reported failed")
 	fs.Float64Var(&cfg.MemoryOvercommit, "memory-overcommit", 1.0, "how far VM memory may exceed the host's memory")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", server.DefaultMaxConnections, "cap on open API connections (-1: no cap)")
+	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "time a connection has to complete TLS and send its request headers")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "idle keep-alive connections are closed after this")
+	fs.Float64Var(&cfg.TokenRateLimit, "token-rate-limit", auth.DefaultTokenRatePerAddress, "token requests per second and client address (-1: no limit)")
 	debug := fs.Bool("debug", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err

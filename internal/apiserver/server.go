@@ -91,7 +91,11 @@ type Options struct {
 	// (800, Azure's bound per resource type and group).
 	MaxResourceGroups    int
 	MaxScaleSetsPerGroup int
-	Now                  func() time.Time
+	// SecretRotated, if set, is told the new secret of a principal whose
+	// secret was just created or rotated (the server keeps its own
+	// credential files in step).
+	SecretRotated func(ctx context.Context, clientID, secret string)
+	Now           func() time.Time
 	// MaxConcurrentUploads bounds artifact uploads in progress
 	// (DefaultMaxConcurrentUploads when 0).
 	MaxConcurrentUploads int
@@ -280,11 +284,9 @@ func (s *Server) authenticate(r *http.Request) (*Caller, error) {
 	if h == "" {
 		return nil, errs.New(errs.Unauthenticated, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
 	}
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
-		tok, ok = strings.CutPrefix(h, "bearer ")
-	}
-	if !ok || strings.TrimSpace(tok) == "" {
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		return nil, errs.New(errs.Unauthenticated, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is provided in an invalid format.")
 	}
 	c, err := s.opts.Auth.Authenticate(r.Context(), strings.TrimSpace(tok))

@@ -30,6 +30,8 @@ const (
 	errUnsupportedGrantType = "unsupported_grant_type"
 	errInvalidScope         = "invalid_scope"
 	errServerError          = "server_error"
+	// errTemporarilyUnavailable answers a rate-limited request (429).
+	errTemporarilyUnavailable = "temporarily_unavailable"
 )
 
 // Handler returns the HTTP handler of the authority endpoints (see the
@@ -44,8 +46,8 @@ func (i *Issuer) Handler(src Source) http.Handler {
 	mux.HandleFunc("GET /{authority}/{tenant}/.well-known/openid-configuration", h.discoveryUnderADFS)
 	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", h.keys)
 	mux.HandleFunc("GET /{tenant}/discovery/keys", h.keys)
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", h.token)
-	mux.HandleFunc("POST /{tenant}/oauth2/token", h.token)
+	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", h.limit(h.token))
+	mux.HandleFunc("POST /{tenant}/oauth2/token", h.limit(h.token))
 	return mux
 }
 

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,7 +81,19 @@ type Config struct {
 	// (default: artifact.DefaultLimits, 16 GiB); uploads are also bounded
 	// by the largest OS disk of the size table and the storage quota.
 	MaxImageUnpackedBytes int64
-	Logger                *slog.Logger
+	// MaxConnections caps the API's open connections (default
+	// DefaultMaxConnections; negative: no cap).
+	MaxConnections int
+	// HeaderTimeout, IdleTimeout and ReadTimeout bound a connection's TLS
+	// handshake and request headers, its keep-alive idleness, and the
+	// reading of a request body other than an upload (defaults
+	// DefaultHeaderTimeout, DefaultIdleTimeout, DefaultReadTimeout).
+	HeaderTimeout, IdleTimeout, ReadTimeout time.Duration
+	// TokenRateLimit bounds the token endpoint's requests per second and
+	// remote address (default auth.DefaultTokenRatePerAddress; negative:
+	// no limit).
+	TokenRateLimit float64
+	Logger         *slog.Logger
 }
 
 // DefaultSubscriptionID is the subscription created at first start.
@@ -116,6 +129,7 @@ type Server struct {
 	Host       *host.Host
 
 	httpSrv *http.Server
+	credMu  sync.Mutex // guards Client's credential after start
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	errMu   sync.Mutex
@@ -178,7 +192,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: listen: %w", err)
 	}
 	s.URL = "https://" + ln.Addr().String()
-	s.Issuer, err = auth.NewIssuer(filepath.Join(cfg.DataDir, "token-signing.key"), auth.Options{ResourceManagerEndpoint: s.URL, Logger: log})
+	ln = limitListener(ln, cmp.Or(cfg.MaxConnections, DefaultMaxConnections))
+	s.Issuer, err = auth.NewIssuer(filepath.Join(cfg.DataDir, "token-signing.key"), auth.Options{
+		ResourceManagerEndpoint: s.URL, Logger: log, RateLimit: auth.RateLimit{PerAddress: cfg.TokenRateLimit}})
 	if err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("server: token issuer: %w", err)
@@ -225,11 +241,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	api := apiserver.New(apiserver.Options{
 		Store: s.Store, Auth: &authenticator{issuer: s.Issuer, store: s.Store}, Observer: ctrl, Artifacts: imgs,
-		TokenHandler: s.Issuer.Handler(&source{store: s.Store}), Logger: log,
+		TokenHandler: s.Issuer.Handler(auth.LookupSource{Lookup: lookupCredential(s.Store)}), Logger: log,
 		Location: cfg.Location, Audience: auth.DefaultAudience, PageSize: cfg.PageSize,
+		SecretRotated: s.secretRotated,
 	})
 	tlsCfg := bundle.ServerTLSConfig()
-	s.httpSrv = &http.Server{Handler: api, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	s.httpSrv = &http.Server{
+		Handler: guardHandler(api, cmp.Or(cfg.ReadTimeout, DefaultReadTimeout), log), TLSConfig: tlsCfg,
+		ReadHeaderTimeout: cmp.Or(cfg.HeaderTimeout, DefaultHeaderTimeout),
+		IdleTimeout:       cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -343,7 +365,7 @@ func (s *Server) bootstrap(ctx context.Context, imgs *images) error {
 		if err != nil {
 			return err
 		}
-		p := &model.Principal{ClientID: OperatorClientID, DisplayName: "Bootstrap operator", Role: string(auth.RoleOperator), SecretHash: auth.HashSecret(secret), Created: now}
+		p := &model.Principal{ClientID: OperatorClientID, DisplayName: "Bootstrap operator", Role: string(auth.RoleOperator), SecretHash: auth.HashSecret(secret), Created: now, UID: auth.NewPrincipalUID()}
 		if _, err := s.Store.Txn(ctx, nil, state.PutOp(model.PrincipalKey(OperatorClientID), p)); err != nil {
 			return err
 		}
@@ -416,26 +438,10 @@ func (a *authenticator) Authenticate(ctx context.Context, token string) (*apiser
 	if err != nil {
 		return nil, fmt.Errorf("principal %q: %w", claims.Principal().ClientID, err)
 	}
+	// The token must be for this very principal record and secret: not
+	// for a deleted principal of the same client id, nor a rotated secret.
+	if !claims.BoundTo(p.UID, p.SecretGeneration) {
+		return nil, fmt.Errorf("principal %q: %w: issued to another principal record or secret", p.ClientID, auth.ErrTokenInvalid)
+	}
 	return &apiserver.Caller{ClientID: p.ClientID, Role: p.Role, Subscriptions: p.Subscriptions}, nil
-}
-
-// source authenticates client credentials for the token endpoint.
-type source struct{ store store.Store }
-
-func (s *source) Authenticate(ctx context.Context, clientID, secret string) (auth.Principal, error) {
-	p, _, err := state.Get[model.Principal](ctx, s.store, model.PrincipalKey(clientID))
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return auth.Principal{}, auth.ErrInvalidClient
-		}
-		return auth.Principal{}, err
-	}
-	if !auth.CheckSecret(p.SecretHash, secret) {
-		return auth.Principal{}, auth.ErrInvalidClient
-	}
-	role, err := auth.ParseRole(p.Role)
-	if err != nil {
-		return auth.Principal{}, err
-	}
-	return auth.Principal{ClientID: p.ClientID, DisplayName: p.DisplayName, Role: role, Subscriptions: p.Subscriptions}, nil
 }
