@@ -87,6 +87,22 @@ func TestProvidersAndSKUs(t *testing.T) {
 		t.Errorf("get Microsoft.Nope: %v", err)
 	}
 
+	// The subscriptions API at the versions az's profiles use (2016-06-01
+	// hybrid, 2019-11-01 latest), and the one location.
+	for _, v := range []string{"2016-06-01", "2019-11-01"} {
+		if r := e.Do(http.MethodGet, "/subscriptions?api-version="+v, nil); r.Status != http.StatusOK {
+			t.Errorf("GET /subscriptions?api-version=%s: %d %s", v, r.Status, r.Body)
+		}
+		r := e.Do(http.MethodGet, "/subscriptions/"+e.Sub+"/locations?api-version="+v, nil)
+		var locs struct {
+			Value []struct{ ID, Name, DisplayName string }
+		}
+		if err := r.JSON(&locs); r.Status != http.StatusOK || err != nil || len(locs.Value) != 1 || locs.Value[0].Name != "local" ||
+			locs.Value[0].ID != "/subscriptions/"+e.Sub+"/locations/local" {
+			t.Errorf("GET locations?api-version=%s: %d %s", v, r.Status, r.Body)
+		}
+	}
+
 	sc, err := armcompute.NewResourceSKUsClient(server.DefaultSubscriptionID, cred, opts)
 	if err != nil {
 		t.Fatal(err)
