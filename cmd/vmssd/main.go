@@ -65,6 +65,7 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.UnsandboxedProcessImages, "unsandboxed-process-images", false, "where the host cannot sandbox process instances (no runc, not root), run operator images as plain processes (tenant images are refused)")
 	fs.DurationVar(&cfg.BootDeadline, "boot-deadline", 180*time.Second, "a VM that has not booted by then is stopped and reported failed")
 	fs.Float64Var(&cfg.MemoryOvercommit, "memory-overcommit", 1.0, "how far VM memory may exceed the host's memory")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve Prometheus /metrics on this plain-HTTP address without authentication, e.g. 127.0.0.1:9464 (default off; the API serves /metrics to operator tokens)")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", server.DefaultMaxConnections, "cap on open API connections (-1: no cap)")
 	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "time a connection has to complete TLS and send its request headers")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "idle keep-alive connections are closed after this")
@@ -86,6 +87,9 @@ func run(args []string) error {
 	fmt.Printf("  CA certificate:     %s\n", s.CAFile)
 	fmt.Printf("  vmssctl config:     %s\n", s.ConfigFile)
 	fmt.Printf("  operator client id: %s (secret in %s)\n", s.Client.ClientID, filepath.Join(cfg.DataDir, "operator.json"))
+	if s.MetricsURL != "" {
+		fmt.Printf("  metrics:            %s (plain HTTP, no authentication)\n", s.MetricsURL)
+	}
 	if filepath.Clean(cfg.DataDir) != filepath.Clean(defaultDataDir()) {
 		fmt.Printf("  use it with:        export VMSSCTL_CONFIG=%s\n", s.ConfigFile)
 	} else {

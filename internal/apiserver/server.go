@@ -23,6 +23,7 @@ import (
 	"github.com/vmssd/vmssd/api/arm"
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/host"
+	"github.com/vmssd/vmssd/internal/metrics"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/store"
 )
@@ -99,6 +100,8 @@ type Options struct {
 	// MaxConcurrentUploads bounds artifact uploads in progress
 	// (DefaultMaxConcurrentUploads when 0).
 	MaxConcurrentUploads int
+	// Metrics, if set, serves GET /metrics to operators (metrics.go).
+	Metrics http.Handler
 }
 
 // Server is the HTTP handler.
@@ -158,6 +161,8 @@ type route struct {
 	anon bool
 	// operator routes need the operator role.
 	operator bool
+	// tmpl is the route's template: the metrics' route label.
+	tmpl string
 }
 
 // reqCtx carries what every handler needs.
@@ -171,7 +176,7 @@ type reqCtx struct {
 func (rc *reqCtx) v(name string) string { return rc.vars[name] }
 
 func (s *Server) handle(method, pattern string, api map[string]bool, h handlerFunc) *route {
-	s.routes = append(s.routes, route{method: method, pattern: strings.Split(strings.Trim(pattern, "/"), "/"), h: h, api: api})
+	s.routes = append(s.routes, route{method: method, pattern: strings.Split(strings.Trim(pattern, "/"), "/"), h: h, api: api, tmpl: "/" + strings.Trim(pattern, "/")})
 	return &s.routes[len(s.routes)-1]
 }
 
@@ -218,7 +223,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// for a resource without a parent.
 		segs = slices.DeleteFunc(segs, func(s string) bool { return s == "" })
 	}
+	if s.opts.Metrics != nil && len(segs) == 1 && strings.EqualFold(segs[0], "metrics") {
+		s.serveMetrics(w, r)
+		return
+	}
 	if !armRoots[strings.ToLower(segs[0])] && s.opts.TokenHandler != nil {
+		metrics.SetRoute(r.Context(), metrics.RouteAuth)
 		s.opts.TokenHandler.ServeHTTP(w, r)
 		return
 	}
@@ -237,6 +247,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, segs []string)
 		if !ok {
 			continue
 		}
+		metrics.SetRoute(r.Context(), rt.tmpl)
 		if rt.method != r.Method && !(r.Method == http.MethodHead && rt.method == http.MethodGet) {
 			allowed = append(allowed, rt.method)
 			continue

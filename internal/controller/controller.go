@@ -52,6 +52,18 @@ type Options struct {
 	Parallel int
 	Resync   time.Duration
 	Now      func() time.Time
+	// Metrics, if set, is told the queue wait and duration of every
+	// reconcile (internal/metrics implements it).
+	Metrics Metrics
+}
+
+// Metrics receives the controller's measurements.
+type Metrics interface {
+	// QueueWait is how long a scale set waited in the work queue before a
+	// worker took it.
+	QueueWait(d time.Duration)
+	// Reconciled is one reconcile of a scale set: its duration and error.
+	Reconciled(d time.Duration, err error)
 }
 
 // Controller reconciles scale sets.
@@ -86,8 +98,14 @@ func New(opts Options) *Controller {
 	for _, h := range opts.Hosts {
 		c.hosts[h.Name()] = h
 	}
+	if opts.Metrics != nil {
+		c.q.waited = opts.Metrics.QueueWait
+	}
 	return c
 }
+
+// QueueDepth is the number of scale sets waiting for a worker.
+func (c *Controller) QueueDepth() int { return c.q.Len() }
 
 // HostChanged is the hosts' OnChange callback: it requeues the instance's
 // scale set.
@@ -232,7 +250,11 @@ func (c *Controller) worker(ctx context.Context) {
 		if !ok {
 			return
 		}
+		start := time.Now()
 		requeue, err := c.safeReconcile(ctx, key)
+		if c.opts.Metrics != nil {
+			c.opts.Metrics.Reconciled(time.Since(start), err)
+		}
 		c.q.Done(key)
 		switch {
 		case ctx.Err() != nil:

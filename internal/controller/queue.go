@@ -20,12 +20,18 @@ type queue struct {
 	closed   bool
 	base     time.Duration
 	max      time.Duration
+
+	// since is when each queued key was queued; waited, if set, is told
+	// how long a key waited when a worker takes it (queue latency).
+	since  map[string]time.Time
+	waited func(time.Duration)
 }
 
 func newQueue(base, max time.Duration) *queue {
 	q := &queue{
 		queued: map[string]bool{}, active: map[string]bool{}, dirty: map[string]bool{},
 		failures: map[string]int{}, timers: map[string]delayed{}, base: base, max: max,
+		since: map[string]time.Time{},
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -50,6 +56,7 @@ func (q *queue) addLocked(key string) {
 		return
 	}
 	q.queued[key] = true
+	q.since[key] = time.Now()
 	q.items = append(q.items, key)
 	q.cond.Signal()
 }
@@ -122,6 +129,12 @@ func (q *queue) Get() (string, bool) {
 	q.items = q.items[1:]
 	delete(q.queued, key)
 	q.active[key] = true
+	if t, ok := q.since[key]; ok {
+		delete(q.since, key)
+		if q.waited != nil {
+			q.waited(time.Since(t))
+		}
+	}
 	return key, true
 }
 
@@ -134,6 +147,13 @@ func (q *queue) Done(key string) {
 		delete(q.dirty, key)
 		q.addLocked(key)
 	}
+}
+
+// Len is the number of keys waiting for a worker.
+func (q *queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
 }
 
 // Close wakes every waiter; Get returns false from then on.

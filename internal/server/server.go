@@ -30,6 +30,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver/router"
 	"github.com/vmssd/vmssd/internal/fsutil"
 	"github.com/vmssd/vmssd/internal/host"
+	"github.com/vmssd/vmssd/internal/metrics"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/pki"
 	"github.com/vmssd/vmssd/internal/state"
@@ -93,7 +94,11 @@ type Config struct {
 	// remote address (default auth.DefaultTokenRatePerAddress; negative:
 	// no limit).
 	TokenRateLimit float64
-	Logger         *slog.Logger
+	// MetricsAddr, if set, is a plain-HTTP address serving /metrics
+	// without authentication (e.g. 127.0.0.1:9464; port 0 picks one).
+	// The API listener serves /metrics to operators either way.
+	MetricsAddr string
+	Logger      *slog.Logger
 }
 
 // DefaultSubscriptionID is the subscription created at first start.
@@ -127,8 +132,14 @@ type Server struct {
 	Issuer     *auth.Issuer
 	Controller *controller.Controller
 	Host       *host.Host
+	// Metrics is the server's Prometheus registry and instruments;
+	// MetricsURL is the separate metrics listener's /metrics ("" when
+	// Config.MetricsAddr is not set).
+	Metrics    *metrics.Metrics
+	MetricsURL string
 
 	httpSrv *http.Server
+	metSrv  *http.Server
 	credMu  sync.Mutex // guards Client's credential after start
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -231,8 +242,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			}
 		},
 	})
-	ctrl = controller.New(controller.Options{Store: s.Store, Hosts: []*host.Host{s.Host}, Images: imgs, Logger: log})
+	s.Metrics = metrics.New(metrics.Options{Store: s.Store, Logger: log})
+	ctrl = controller.New(controller.Options{Store: s.Store, Hosts: []*host.Host{s.Host}, Images: imgs, Logger: log, Metrics: s.Metrics})
 	s.Controller = ctrl
+	s.Metrics.RegisterState(ctrl)
 
 	if err := s.bootstrap(ctx, imgs); err != nil {
 		_ = ln.Close()
@@ -243,11 +256,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Store: s.Store, Auth: &authenticator{issuer: s.Issuer, store: s.Store}, Observer: ctrl, Artifacts: imgs,
 		TokenHandler: s.Issuer.Handler(auth.LookupSource{Lookup: lookupCredential(s.Store)}), Logger: log,
 		Location: cfg.Location, Audience: auth.DefaultAudience, PageSize: cfg.PageSize,
-		SecretRotated: s.secretRotated,
+		SecretRotated: s.secretRotated, Metrics: s.Metrics.Handler(),
 	})
 	tlsCfg := bundle.ServerTLSConfig()
 	s.httpSrv = &http.Server{
-		Handler: guardHandler(api, cmp.Or(cfg.ReadTimeout, DefaultReadTimeout), log), TLSConfig: tlsCfg,
+		Handler: s.Metrics.Middleware(guardHandler(api, cmp.Or(cfg.ReadTimeout, DefaultReadTimeout), log)), TLSConfig: tlsCfg,
 		ReadHeaderTimeout: cmp.Or(cfg.HeaderTimeout, DefaultHeaderTimeout),
 		IdleTimeout:       cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -258,6 +271,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.wg.Go(func() { s.fail(s.Host.Run(runCtx)) })
 	s.wg.Go(func() { s.fail(ctrl.Run(runCtx)) })
 	s.wg.Go(func() { s.fail(imgs.runGC(runCtx, log)) })
+	s.wg.Go(func() { s.fail(s.Metrics.Run(runCtx)) })
+	if err := s.serveMetrics(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	s.wg.Go(func() {
 		if err := s.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.fail(err)
@@ -327,6 +345,9 @@ func (s *Server) Close() {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.httpSrv.Shutdown(sctx)
 		c()
+	}
+	if s.metSrv != nil {
+		_ = s.metSrv.Close()
 	}
 	if s.cancel != nil {
 		s.cancel()
