@@ -164,6 +164,11 @@ func (r *rootOptions) report(ctx context.Context, cmd *cobra.Command, err error)
 		fmt.Fprintln(w, "ERROR: interrupted")
 		return ExitInterrupted
 	}
+	var xe *exitError // a command's own exit code (vmss upgrade)
+	if errors.As(err, &xe) {
+		fmt.Fprintf(w, "ERROR: %v\n", xe.err)
+		return xe.code
+	}
 	msg, code := describeError(err)
 	fmt.Fprintf(w, "ERROR: %s\n", msg)
 	return code

@@ -24,6 +24,9 @@ func newVMSSCommand(root *rootOptions) *cobra.Command {
 		newVMSSUpdateInstancesCommand(root),
 		newVMSSDeleteInstancesCommand(root),
 		newVMSSGetBootLogCommand(root),
+		newVMSSUpgradeCommand(root),
+		newVMSSRollingUpgradeCommand(root),
+		newVMSSOSUpgradeHistoryCommand(root),
 	)
 	for _, a := range vmssActions() {
 		cmd.AddCommand(newVMSSActionCommand(root, a))
@@ -518,6 +521,8 @@ type vmssUpdateOptions struct {
 	root *rootOptions
 	ref  setRef
 	sets []string
+	// policy are the upgrade policy flags (rolling.go).
+	policy upgradePolicyFlags
 
 	assignments []assignment
 }
@@ -525,19 +530,21 @@ type vmssUpdateOptions struct {
 func newVMSSUpdateCommand(root *rootOptions) *cobra.Command {
 	o := &vmssUpdateOptions{root: root}
 	cmd := &cobra.Command{
-		Use:   "update -g RG -n NAME --set PATH=VALUE [--set ...]",
+		Use:   "update -g RG -n NAME [--set PATH=VALUE ...] [upgrade policy flags]",
 		Short: "Update a scale set by setting properties (GET, change, PUT)",
 		Long: `Update a scale set like az's generic update: GET the scale set, set each
 dotted PATH (the leading "properties." may be omitted; [N] indexes lists) to
 VALUE (parsed as JSON when it is valid JSON and the current value is not a
-string), and PUT the result.`,
+string), and PUT the result. The upgrade policy flags (--upgrade-policy-mode,
+--max-batch-instance-percent, ...) set upgradePolicy as az's do.`,
 		Example: `  vmssctl vmss update -g rg1 -n web --set virtualMachineProfile.storageProfile.imageReference.version=1.1.0
-  vmssctl vmss update -g rg1 -n web --set upgradePolicy.mode=Automatic --set tags.env=prod`,
+  vmssctl vmss update -g rg1 -n web --set upgradePolicy.mode=Automatic --set tags.env=prod
+  vmssctl vmss update -g rg1 -n web --upgrade-policy-mode Rolling --max-batch-instance-percent 20 --pause-time-between-batches PT5S`,
 		Args: noArgs,
 	}
 	o.ref.addFlags(cmd)
 	cmd.Flags().StringArrayVar(&o.sets, "set", nil, "PATH=VALUE to set (repeatable)")
-	_ = cmd.MarkFlagRequired("set")
+	o.policy.addFlags(cmd)
 	return bind(root, cmd, o)
 }
 
@@ -550,12 +557,12 @@ func (o *vmssUpdateOptions) Complete(context.Context, []string) error {
 		}
 		o.assignments = append(o.assignments, a)
 	}
-	return nil
+	return o.policy.complete()
 }
 
 func (o *vmssUpdateOptions) Validate() error {
-	if len(o.assignments) == 0 {
-		return usageErrorf("at least one --set PATH=VALUE is required")
+	if len(o.assignments) == 0 && !o.policy.any() {
+		return usageErrorf("at least one --set PATH=VALUE or upgrade policy flag is required")
 	}
 	return o.ref.validate()
 }
@@ -570,6 +577,7 @@ func (o *vmssUpdateOptions) Run(ctx context.Context) error {
 		if err := applyAssignments(cur, next, o.assignments); err != nil {
 			return nil, err
 		}
+		o.policy.apply(next)
 		return next, nil
 	})
 }
