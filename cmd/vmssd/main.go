@@ -3,7 +3,9 @@
 // embedded defaults (HTTPS on 127.0.0.1:8443, data in ~/.vmssd). The hidden
 // "guest" subcommand is the demo guest program process instances run, and
 // "demo-image" writes a demo image artifact (healthy or not) for testing
-// upgrades.
+// upgrades. "backup --out FILE" writes a backup of a data directory (hot,
+// through the running server's control socket) and "restore --from FILE"
+// restores one into an empty data directory.
 package main
 
 import (
@@ -51,6 +53,10 @@ func run(args []string) error {
 			return guest.Run(ctx, args[1:], os.Getenv, logger)
 		case "demo-image":
 			return demoImage(args[1:])
+		case "backup":
+			return backupCmd(ctx, args[1:])
+		case "restore":
+			return restoreCmd(ctx, args[1:])
 		}
 	}
 	fs := flag.NewFlagSet("vmssd", flag.ContinueOnError)

@@ -285,6 +285,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.Close()
 		return nil, err
 	}
+	s.serveControl()
 	ok = true
 	log.Info("vmssd listening", "url", s.URL, "ca", s.CAFile, "config", s.ConfigFile, "data", cfg.DataDir)
 	return s, nil
