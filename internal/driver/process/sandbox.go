@@ -93,7 +93,7 @@ func (d *Driver) setupIsolation() error {
 	if err := o.IDs.Validate(); err != nil {
 		return fmt.Errorf("process: %w", err)
 	}
-	rt, err := d.newRuntime(runDir)
+	rt, err := d.newRuntime(runDir, o.IDs)
 	if err != nil {
 		if !o.AllowUnsandboxed {
 			d.sandboxErr = err
@@ -162,17 +162,21 @@ func cgroupScope(root string) string {
 
 // newRuntime prepares runDir (traversable by the mapped ids, which must
 // reach the rootfs mount points in it) and a runc runtime in it.
-func (d *Driver) newRuntime(runDir string) (*sandbox.Runtime, error) {
+func (d *Driver) newRuntime(runDir string, ids sandbox.IDMap) (*sandbox.Runtime, error) {
 	if _, err := sandbox.Check(d.opts.Runc); err != nil {
 		return nil, err
 	}
 	if !filepath.IsAbs(runDir) {
 		return nil, fmt.Errorf("process: run directory %q is not absolute", runDir)
 	}
-	if err := os.MkdirAll(runDir, 0o711); err != nil {
+	if err := os.MkdirAll(filepath.Dir(runDir), 0o711); err != nil {
 		return nil, fmt.Errorf("process: %w", err)
 	}
-	for p := runDir; p != "/" && p != "."; p = filepath.Dir(p) {
+	// runDir itself: only root and the containers' mapped root.
+	if err := sandbox.GuardDir(runDir, ids); err != nil {
+		return nil, err
+	}
+	for p := filepath.Dir(runDir); p != "/" && p != "."; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return nil, fmt.Errorf("process: %w", err)
@@ -376,8 +380,10 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(bundle), 0o711); err != nil {
-		return nil, fmt.Errorf("process: %w", err)
+	for _, dir := range []string{filepath.Dir(bundle), bundle} {
+		if err := sandbox.GuardDir(dir, sb.ids); err != nil {
+			return nil, err
+		}
 	}
 	if err := sandbox.WriteBundle(bundle, cs); err != nil {
 		return nil, err

@@ -73,6 +73,24 @@ func PrepareUpper(dir string, ids IDMap) error {
 	return nil
 }
 
+// GuardDir makes dir (created if needed) reachable by the container ids of
+// map ids and nobody else on the host: owner root, group the mapped root's
+// gid, mode 0710. Directories on the path to a container's root file
+// system need it (the container's root is not root on the host).
+func GuardDir(dir string, ids IDMap) error {
+	ids = ids.withDefaults()
+	if err := os.MkdirAll(dir, 0o710); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if err := os.Lchown(dir, 0, int(ids.HostID)); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if err := os.Chmod(dir, 0o710); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	return nil
+}
+
 // MountOverlay mounts at target (created if needed) an overlay of the
 // read-only lower directory and the writable upper one; work is overlayfs's
 // work directory (emptied first), on upper's file system. A target that is
@@ -96,7 +114,10 @@ func MountOverlay(lower, upper, work, target string) error {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
-	if err := unix.Mount("overlay", target, "overlay", unix.MS_NODEV, opts); err != nil {
+	// nosuid: host users who reach the mount point never gain the ids of
+	// setuid files a tenant wrote (in the container no_new_privs applies
+	// anyway).
+	if err := unix.Mount("overlay", target, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts); err != nil {
 		return fmt.Errorf("sandbox: mount overlay on %s: %w", target, err)
 	}
 	return nil

@@ -68,14 +68,11 @@ func NewRuntime(runcPath, root string) (*Runtime, error) {
 	return &Runtime{runc: p, root: root}, nil
 }
 
-// WriteBundle writes spec as dir/config.json (atomically). dir and the
-// directories created for it are searchable by others (mode 0711): the
-// container's mapped root must reach the root file system in it.
+// WriteBundle writes spec as dir/config.json (atomically). The container's
+// mapped root must be able to reach the root file system in dir: see
+// GuardDir.
 func WriteBundle(dir string, spec *specs.Spec) error {
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	if err := os.Chmod(dir, 0o711); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	if err := fsutil.WriteJSON(filepath.Join(dir, ConfigFile), spec); err != nil {

@@ -111,8 +111,12 @@ func TestRunContainer(t *testing.T) {
 	requireRunc(t)
 	ctx := t.Context()
 	dir := t.TempDir()
-	os.Chmod(dir, 0o711)
+	// The path to the root file system must be searchable by the mapped
+	// root, and only by it; bind sources need not be.
 	os.Chmod(filepath.Dir(dir), 0o711)
+	if err := GuardDir(dir, IDMap{}); err != nil {
+		t.Fatal(err)
+	}
 	os.MkdirAll(filepath.Join(dir, "private"), 0o700)
 	os.WriteFile(filepath.Join(dir, "private", "meta"), []byte("meta"), 0o644)
 	rt, err := NewRuntime("", filepath.Join(dir, "runc"))
@@ -159,6 +163,9 @@ echo ok > /index.html; echo ready; exec httpd -f -p 127.0.0.1:%d -h /`, secret, 
 		t.Fatal(err)
 	}
 	bundle := filepath.Join(dir, "bundle")
+	if err := GuardDir(bundle, IDMap{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := WriteBundle(bundle, spec); err != nil {
 		t.Fatal(err)
 	}
