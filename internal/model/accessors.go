@@ -71,13 +71,43 @@ func (s *ScaleSet) ScaleInRule() string {
 	return string(armcompute.VirtualMachineScaleSetScaleInRulesDefault)
 }
 
-// ComputerNamePrefix is osProfile.computerNamePrefix, or the set's name.
+// MaxComputerNamePrefix bounds a computer name prefix (Azure's bound for
+// Windows; the six-character suffix keeps names within a host name's 15).
+const MaxComputerNamePrefix = 9
+
+// ComputerNamePrefix is osProfile.computerNamePrefix, or one derived from
+// the set's name: its letters, digits and hyphens, lower-cased, not
+// starting with a hyphen, at most MaxComputerNamePrefix of them ("vm" if
+// none), so that computer names are valid host names whatever the set's
+// name.
 func (s *ScaleSet) ComputerNamePrefix() string {
 	p := s.props()
 	if vp := p.VirtualMachineProfile; vp != nil && vp.OSProfile != nil && vp.OSProfile.ComputerNamePrefix != nil && *vp.OSProfile.ComputerNamePrefix != "" {
 		return *vp.OSProfile.ComputerNamePrefix
 	}
-	return strings.ToLower(s.Name)
+	return DefaultComputerNamePrefix(s.Name)
+}
+
+// DefaultComputerNamePrefix derives a computer name prefix from a scale
+// set's name.
+func DefaultComputerNamePrefix(name string) string {
+	prefix := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r - 'A' + 'a'
+		}
+		return -1
+	}, name)
+	prefix = strings.TrimLeft(prefix, "-")
+	if len(prefix) > MaxComputerNamePrefix {
+		prefix = prefix[:MaxComputerNamePrefix]
+	}
+	if prefix == "" {
+		prefix = "vm"
+	}
+	return prefix
 }
 
 // ImageSource is what the model asks the OS disk to be built from: a

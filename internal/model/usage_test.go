@@ -61,3 +61,14 @@ func TestQuotaCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestDefaultComputerNamePrefix(t *testing.T) {
+	for in, want := range map[string]string{
+		"web": "web", "Web": "web", "my_long.scale-set": "mylongsca", "--x": "x", "___": "vm",
+		strings.Repeat("a", 64): strings.Repeat("a", MaxComputerNamePrefix),
+	} {
+		if got := DefaultComputerNamePrefix(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
