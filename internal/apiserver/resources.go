@@ -149,21 +149,28 @@ func (s *Server) putResourceGroup(w http.ResponseWriter, r *http.Request, rc *re
 		return err
 	}
 	rg := &model.ResourceGroup{Sub: sub, Name: name, Location: strings.ToLower(in.Location), Tags: in.Tags}
-	unlock := s.subLocks.lock(sub)
+	status, err := s.putResourceGroupLocked(r.Context(), rg)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, renderRG(rg))
+	return nil
+}
+
+// putResourceGroupLocked retries tryPutResourceGroup under the
+// subscription's lock (not held while the response is written).
+func (s *Server) putResourceGroupLocked(ctx context.Context, rg *model.ResourceGroup) (int, error) {
+	unlock := s.subLocks.lock(rg.Sub)
 	defer unlock()
 	for attempt := 0; ; attempt++ {
-		status, err := s.tryPutResourceGroup(r.Context(), rg)
+		status, err := s.tryPutResourceGroup(ctx, rg)
 		if errors.Is(err, store.ErrConflict) {
 			if attempt < 20 {
 				continue
 			}
-			return errs.New(errs.Conflict, "Conflict", "The resource group '%s' was changed concurrently; retry the request.", name)
+			return 0, errs.New(errs.Conflict, "Conflict", "The resource group '%s' was changed concurrently; retry the request.", rg.Name)
 		}
-		if err != nil {
-			return err
-		}
-		writeJSON(w, status, renderRG(rg))
-		return nil
+		return status, err
 	}
 }
 

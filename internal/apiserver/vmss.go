@@ -421,8 +421,24 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 			return err
 		}
 	}
-	// Writes that may raise the subscription's usage are serialised here;
-	// the guard key in their transaction is what makes the quota exact.
+	res, err := s.writeScaleSetLocked(r, rc, ref, body, patch)
+	if err != nil {
+		return err
+	}
+	st, err := s.loadStatus(ctx, ref)
+	if err != nil {
+		return err
+	}
+	s.lroHeaders(w, r, res.op, rc.api)
+	s.writeSet(w, res.status, res.set, st, res.rev)
+	return nil
+}
+
+// writeScaleSetLocked retries tryWriteScaleSet under the subscription's
+// lock: writes that may raise the subscription's usage are serialised here
+// (the guard key in their transaction is what makes the quota exact). The
+// lock is not held while the response is written to the client.
+func (s *Server) writeScaleSetLocked(r *http.Request, rc *reqCtx, ref model.SetRef, body []byte, patch bool) (*writeResult, error) {
 	unlock := s.subLocks.lock(ref.Sub)
 	defer unlock()
 	for attempt := 0; ; attempt++ {
@@ -433,18 +449,9 @@ func (s *Server) writeScaleSet(w http.ResponseWriter, r *http.Request, rc *reqCt
 			if attempt < 20 {
 				continue
 			}
-			return errs.New(errs.Conflict, "Conflict", "The scale set is being modified concurrently; retry the request.")
+			return nil, errs.New(errs.Conflict, "Conflict", "The scale set is being modified concurrently; retry the request.")
 		}
-		if err != nil {
-			return err
-		}
-		st, err := s.loadStatus(ctx, ref)
-		if err != nil {
-			return err
-		}
-		s.lroHeaders(w, r, res.op, rc.api)
-		s.writeSet(w, res.status, res.set, st, res.rev)
-		return nil
+		return res, err
 	}
 }
 
