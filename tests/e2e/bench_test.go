@@ -66,6 +66,10 @@ func BenchmarkList1000(b *testing.B) {
 	p := startProc(b, dataDir, freePort(b))
 	e := attach(b, dataDir, p.url)
 	e.CreateRG("rg")
+	// 1,000 instances are beyond the default quota (model.DefaultQuota).
+	if r := e.Do(http.MethodPut, "/providers/vmssd.Admin/quotas/"+e.Sub+"?api-version=2015-12-01-preview", map[string]any{"vcpus": -1, "instances": -1}); r.Status != http.StatusOK {
+		b.Fatalf("quota: %d %s", r.Status, r.Body)
+	}
 	start := time.Now()
 	r := e.Do(http.MethodPut, e.VMSSPath("rg", "big"), testenv.VMSSBody(1000, "latest", "Manual"))
 	if r.Status != http.StatusCreated {
