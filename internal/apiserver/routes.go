@@ -147,6 +147,7 @@ func (s *Server) register() {
 	s.handle(del, vmssP, cv, s.deleteScaleSet)
 	s.handle(get, vmssP+"/instanceView", cv, s.scaleSetInstanceView)
 	s.handle(get, vmssP+"/skus", cv, s.scaleSetSKUs)
+	s.registerRolling(cv) // before the generic action route
 	s.handle(post, vmssP+"/{action}", cv, s.scaleSetAction)
 
 	// Instances.

@@ -265,6 +265,9 @@ func (s *Server) validate(m *armcompute.VirtualMachineScaleSet) error {
 			}
 		}
 	}
+	if err := validateRolling(m); err != nil {
+		return err
+	}
 	if sp := p.ScaleInPolicy; sp != nil {
 		for _, rule := range sp.Rules {
 			if rule == nil || !oneOf(string(*rule), "Default", "OldestVM", "NewestVM") {

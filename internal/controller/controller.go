@@ -230,6 +230,11 @@ func (c *Controller) onEvent(ctx context.Context, ev store.Event) {
 		c.enqueueAll(ctx)
 	case strings.HasPrefix(k, model.PrefixResourceGroups):
 		c.sweepResourceGroups(ctx)
+	case strings.HasPrefix(k, model.PrefixRollouts):
+		// A rollout created, cancelled or approved through the API.
+		if setKey, ok := model.RolloutSetKey(k); ok {
+			c.q.Add(setKey)
+		}
 	}
 }
 
@@ -286,6 +291,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if !ok {
 		return 0, nil
 	}
+	var rolloutWake time.Duration
 	for round := 0; round < 20; round++ {
 		set, _, err := state.Get[model.ScaleSet](ctx, c.opts.Store, model.ScaleSetKey(ref))
 		if errors.Is(err, store.ErrNotFound) {
@@ -308,9 +314,18 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		if err != nil {
 			return 0, err
 		}
+		// A rolling upgrade steps first (rolling.go).
+		wake, stepped, err := c.stepRollout(ctx, set, insts, in)
+		if errors.Is(err, store.ErrConflict) || err == nil && stepped {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		rolloutWake = wake
 		plan := reconcile.Compute(in)
 		if plan.Converged() {
-			return 0, c.settle(ctx, set, st, stRev, plan.Err, nil)
+			return rolloutWake, c.settle(ctx, set, st, stRev, plan.Err, nil)
 		}
 		c.log.Debug("plan", "set", key, "round", round, "plan", plan.Summary())
 		if plan.Finalize {
@@ -471,6 +486,17 @@ func (c *Controller) finalize(ctx context.Context, set *model.ScaleSet) error {
 		store.Delete(model.ScaleSetKey(ref)),
 		store.Delete(model.ScaleSetStatusKey(ref)),
 		store.DeletePrefix(model.InstancePrefix(ref)),
+		store.DeletePrefix(model.RolloutPrefix(ref)),
+	}
+	// A rolling upgrade's operations end with the scale set.
+	if r, _, err := latestRollout(ctx, c.opts.Store, ref); err == nil && r != nil && r.Active() {
+		canceled := &arm.ErrorDetail{Code: "OperationCanceled", Message: "The operation was canceled: its scale set was deleted."}
+		for _, id := range append([]string{r.Operation}, r.CancelOperations...) {
+			if id != "" {
+				cs, os := c.endOperation(ctx, id, arm.StatusCanceled, canceled, c.opts.Now())
+				conds, ops = append(conds, cs...), append(ops, os...)
+			}
+		}
 	}
 	for _, p := range pending {
 		cs, os := p.Complete(arm.StatusSucceeded, nil, c.opts.Now())

@@ -1,0 +1,308 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmssd/vmssd/api/arm"
+	"github.com/vmssd/vmssd/internal/host"
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/reconcile"
+	"github.com/vmssd/vmssd/internal/rollout"
+	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/store"
+)
+
+// Rolling upgrades: every reconcile round first steps the scale set's
+// rollout (internal/rollout plans, this file persists and acts), then the
+// reconciler does the rest. The step's record is written before any
+// instance is touched; upgrades and rollbacks reuse the reconciler's
+// upgrade action (act with reconcile.ActUpgrade).
+
+// defaultRolloutGrace bounds how long a rollout waits for an upgraded
+// instance to become healthy when the model has no Application Health
+// extension (whose gracePeriod is used otherwise).
+const defaultRolloutGrace = 30 * time.Second
+
+// latestRollout returns a scale set's newest rollout and its revision (nil
+// when it has none).
+func latestRollout(ctx context.Context, s store.Store, ref model.SetRef) (*model.Rollout, int64, error) {
+	kvs, _, err := state.ListPage(ctx, s, model.RolloutPrefix(ref), "", 1)
+	if err != nil || len(kvs) == 0 {
+		return nil, 0, err
+	}
+	var r model.Rollout
+	if err := json.Unmarshal(kvs[0].Value, &r); err != nil {
+		return nil, 0, fmt.Errorf("rollout %s: %w", kvs[0].Key, err)
+	}
+	return &r, kvs[0].ModRevision, nil
+}
+
+// applyProbes points the hosts' probes of the set's instances at the
+// model's Application Health extension, if it has one.
+func (c *Controller) applyProbes(set *model.ScaleSet, insts []*model.Instance) (time.Duration, bool) {
+	ext, ok := set.HealthExtension()
+	var spec *host.ProbeSpec
+	grace := defaultRolloutGrace
+	if ok {
+		spec = &host.ProbeSpec{Protocol: ext.Protocol, Port: ext.Port, Path: ext.RequestPath, Interval: ext.Interval, Probes: ext.Probes, Grace: ext.Grace}
+		grace = ext.Grace
+	}
+	for _, inst := range insts {
+		if h := c.hosts[inst.Host]; h != nil {
+			h.SetProbe(inst.VMID, spec)
+		}
+	}
+	return grace, ok
+}
+
+// stepRollout advances the scale set's rollout by one step. It reports
+// whether it changed anything (the caller re-reads and re-plans) and when
+// to look again.
+func (c *Controller) stepRollout(ctx context.Context, set *model.ScaleSet, insts []*model.Instance, in reconcile.Input) (time.Duration, bool, error) {
+	grace, _ := c.applyProbes(set, insts)
+	if set.Deleting {
+		return 0, false, nil
+	}
+	ref := set.Ref()
+	r, rev, err := latestRollout(ctx, c.opts.Store, ref)
+	if err != nil {
+		return 0, false, err
+	}
+	now := c.opts.Now()
+
+	if r != nil && r.Active() && r.Phase != model.PhaseStarting && r.TargetModel < set.ModelVersion {
+		// A newer model supersedes the rollout: it ends, the next starts.
+		next := *r
+		t := now
+		next.Status, next.Phase, next.Ended = model.RolloutCancelled, "", &t
+		next.Error = &arm.ErrorDetail{Code: "RollingUpgradeSuperseded", Message: fmt.Sprintf("The scale set model changed (version %d) during the rolling upgrade to version %d; a new rolling upgrade takes over.", set.ModelVersion, r.TargetModel)}
+		return 0, true, c.writeRollout(ctx, r, &next, rev)
+	}
+
+	if r == nil || rollout.Terminal(r.Status) && len(r.RollbackPending) == 0 {
+		kind, ok := rollout.Trigger(c.triggerInput(set, insts, r, in))
+		if !ok {
+			return 0, false, nil
+		}
+		seq := int64(1)
+		if r != nil {
+			seq = r.Seq + 1
+		}
+		nr := &model.Rollout{
+			Sub: set.Sub, RG: set.RG, ScaleSet: set.Name, Seq: seq, Kind: kind,
+			StartedBy: model.StartedByUser, Policy: set.RollingPolicy(), TargetModel: set.ModelVersion,
+			Status: model.RolloutRollingForward, Phase: model.PhaseStarting,
+			Started: now, LastAction: "Start", LastActionTime: now,
+		}
+		if kind == model.RolloutKindAutomaticOS {
+			a := set.AutomaticOSUpgrade()
+			nr.StartedBy = model.StartedByPlatform
+			nr.DisableRollback = a.DisableRollback
+			// An automatic OS upgrade rolls failed instances back unless
+			// disableAutomaticRollback says otherwise.
+			nr.Policy.RollbackFailedInstancesOnPolicyBreach = !a.DisableRollback
+		}
+		k := model.RolloutKey(ref, seq)
+		if _, err := c.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(k, 0)}, state.PutOp(k, nr)); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return 0, true, nil
+			}
+			return 0, false, err
+		}
+		c.log.Info("rolling upgrade started", "set", ref.String(), "seq", seq, "kind", kind, "model", set.ModelVersion)
+		return 0, true, nil
+	}
+
+	if r.Active() && r.Phase == model.PhaseStarting {
+		next := *r
+		img, ierr := reconcile.ResolveImage(set.ImageSource(), in.Images, in.Custom)
+		if ierr != nil {
+			t := now
+			next.Status, next.Phase, next.Ended = model.RolloutFaulted, "", &t
+			next.Error = state.ErrorDetail(ierr)
+		} else {
+			next.TargetImage, next.TargetModel, next.Phase = img, set.ModelVersion, ""
+			next.Total = 0
+			for _, pi := range plannerInstances(&next, insts, c) {
+				if !pi.UpToDate && !pi.Protected {
+					next.Total++
+				}
+			}
+		}
+		return 0, true, c.writeRollout(ctx, r, &next, rev)
+	}
+
+	res := rollout.Step(rollout.Input{Rollout: r, Instances: plannerInstances(r, insts, c), Now: now, Grace: grace})
+	if res.Changed {
+		if err := c.writeRollout(ctx, r, res.Rollout, rev); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return 0, true, nil
+			}
+			return 0, false, err
+		}
+		if res.Rollout.Status != r.Status {
+			c.log.Info("rolling upgrade ended", "set", ref.String(), "seq", r.Seq, "status", res.Rollout.Status, "error", res.Rollout.Error)
+		}
+	}
+	if len(res.Actions) == 0 {
+		return res.Wake, res.Changed, nil
+	}
+	c.runRolloutActions(ctx, set, res.Rollout, insts, res.Actions)
+	return res.Wake, true, nil
+}
+
+// writeRollout writes the next rollout record, ending the operations that
+// wait for it when it reaches a final state, in one transaction.
+func (c *Controller) writeRollout(ctx context.Context, prev, next *model.Rollout, rev int64) error {
+	key := model.RolloutKey(next.Ref(), next.Seq)
+	conds := []store.Cond{store.ModRevisionIs(key, rev)}
+	ops := []store.Op{state.PutOp(key, next)}
+	if !rollout.Terminal(prev.Status) && rollout.Terminal(next.Status) {
+		now := c.opts.Now()
+		status, e := arm.StatusSucceeded, (*arm.ErrorDetail)(nil)
+		switch next.Status {
+		case model.RolloutFaulted:
+			status, e = arm.StatusFailed, next.Error
+		case model.RolloutCancelled:
+			status, e = arm.StatusCanceled, &arm.ErrorDetail{Code: "OperationCanceled", Message: "The rolling upgrade was cancelled."}
+			if next.Error != nil {
+				e = next.Error
+			}
+		}
+		for _, id := range next.CancelOperations {
+			cs, os := c.endOperation(ctx, id, arm.StatusSucceeded, nil, now)
+			conds, ops = append(conds, cs...), append(ops, os...)
+		}
+		if next.Operation != "" {
+			cs, os := c.endOperation(ctx, next.Operation, status, e, now)
+			conds, ops = append(conds, cs...), append(ops, os...)
+		}
+	}
+	_, err := c.opts.Store.Txn(ctx, conds, ops...)
+	return err
+}
+
+// endOperation returns the writes that end an operation a rollout owns
+// (none if it is gone or already ended).
+func (c *Controller) endOperation(ctx context.Context, id, status string, e *arm.ErrorDetail, now time.Time) ([]store.Cond, []store.Op) {
+	op, rev, err := state.Get[model.Operation](ctx, c.opts.Store, model.OperationKey(id))
+	if err != nil || op.Status != arm.StatusInProgress {
+		return nil, nil
+	}
+	op.Status, op.Error = status, e
+	t := now
+	op.End = &t
+	return []store.Cond{store.ModRevisionIs(model.OperationKey(id), rev)}, []store.Op{state.PutOp(model.OperationKey(id), op)}
+}
+
+// plannerInstances is the planner's view of the active instances.
+func plannerInstances(r *model.Rollout, insts []*model.Instance, c *Controller) []rollout.Instance {
+	out := make([]rollout.Instance, 0, len(insts))
+	for _, inst := range insts {
+		if inst.Deleting {
+			continue
+		}
+		h := rollout.Unknown
+		if o, ok := c.Observe(inst); ok {
+			h = rollout.Health(o.Health)
+		}
+		out = append(out, rollout.Instance{
+			ID: inst.ID, UpdateDomain: inst.UpdateDomain,
+			UpToDate:  inst.ModelVersion >= r.TargetModel && inst.Image.Digest == r.TargetImage.Digest,
+			Protected: inst.ProtectActions,
+			Failed:    inst.ProvisioningState == model.StateFailed && inst.FailedModel == r.TargetModel,
+			Health:    h, ModelVersion: inst.ModelVersion, Image: inst.Image,
+		})
+	}
+	return out
+}
+
+func (c *Controller) triggerInput(set *model.ScaleSet, insts []*model.Instance, latest *model.Rollout, in reconcile.Input) rollout.TriggerInput {
+	ti := rollout.TriggerInput{
+		Rolling:      strings.EqualFold(set.UpgradeMode(), "Rolling"),
+		ModelVersion: set.ModelVersion, Latest: latest,
+	}
+	src := set.ImageSource()
+	auto := set.AutomaticOSUpgrade().Enabled && !src.IsCustom() && strings.EqualFold(src.Version, "latest")
+	var newest model.ResolvedImage
+	if auto {
+		img, err := reconcile.ResolveImage(src, in.Images, in.Custom)
+		if err == nil {
+			newest = img
+			ti.AutoOS, ti.Newest = true, img.ExactVersion
+		}
+	}
+	for _, inst := range insts {
+		if inst.Deleting || inst.ProtectActions {
+			continue
+		}
+		if inst.ModelVersion < set.ModelVersion && inst.FailedModel != set.ModelVersion {
+			ti.Outdated++
+		}
+		if ti.AutoOS && inst.Image.Digest != newest.Digest {
+			ti.Behind++
+		}
+	}
+	return ti
+}
+
+// runRolloutActions upgrades a batch, or rolls failed instances back, in
+// parallel; outcomes show in the instance records (and, for rollbacks, in
+// the rollout's rollback info).
+func (c *Controller) runRolloutActions(ctx context.Context, set *model.ScaleSet, r *model.Rollout, insts []*model.Instance, actions []rollout.Action) {
+	byID := make(map[int64]*model.Instance, len(insts))
+	for _, inst := range insts {
+		byID[inst.ID] = inst
+	}
+	sem := make(chan struct{}, c.opts.Parallel)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	outcomes := map[int64]*arm.ErrorDetail{}
+	for _, a := range actions {
+		inst := byID[a.ID]
+		if inst == nil {
+			if a.Kind == rollout.ActRollback {
+				outcomes[a.ID] = &arm.ErrorDetail{Code: "NotFound", Message: fmt.Sprintf("Instance %d was deleted before its rollback.", a.ID)}
+			}
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			switch a.Kind {
+			case rollout.ActUpgrade:
+				err := c.act(ctx, set, inst, reconcile.Action{Kind: reconcile.ActUpgrade, InstanceID: inst.ID, Image: r.TargetImage, ModelVersion: r.TargetModel, Reason: "rolling upgrade"})
+				if err != nil {
+					c.log.Warn("rolling upgrade of an instance failed", "set", set.Ref().String(), "instance", inst.ID, "err", err)
+				}
+			case rollout.ActRollback:
+				var err error
+				if inst.Image.Digest != a.Prev.Image.Digest || inst.ModelVersion != a.Prev.ModelVersion {
+					err = c.act(ctx, set, inst, reconcile.Action{Kind: reconcile.ActUpgrade, InstanceID: inst.ID, Image: a.Prev.Image, ModelVersion: a.Prev.ModelVersion, Reason: "rollback"})
+				}
+				mu.Lock()
+				outcomes[inst.ID] = state.ErrorDetail(err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(outcomes) == 0 {
+		return
+	}
+	_, err := state.Update(ctx, c.opts.Store, model.RolloutKey(r.Ref(), r.Seq), func(cur *model.Rollout) error {
+		for id, e := range outcomes {
+			rollout.RecordRollback(cur, id, e)
+		}
+		return nil
+	})
+	if err != nil {
+		c.log.Warn("recording rollbacks failed", "set", set.Ref().String(), "err", err)
+	}
+}
