@@ -48,3 +48,340 @@ func TestRollingUpgradeOverFiveDomains(t *testing.T) {
 		t.Errorf("update domains in upgrade order %v: not walked in order", order)
 	}
 }
+
+// badImage publishes vmssd/demo/guest version as an image whose health
+// probe fails.
+func badImage(t *testing.T, e *testenv.Env, version string) {
+	t.Helper()
+	publish(t, e, "vmssd", "demo", "guest", version, uploadDemo(t, e, version, false))
+}
+
+// countVersions maps image version to the number of instances on it.
+func countVersions(vms []vm) map[string]int {
+	out := map[string]int{}
+	for _, v := range vms {
+		out[v.Properties.StorageProfile.ImageReference.ExactVersion]++
+	}
+	return out
+}
+
+// TestRollingUpgradeBadImage: a rollout to an image whose health probe
+// fails stops after the first batch with Azure's breach error, in
+// rollingUpgrades/latest and in osUpgradeHistory; with
+// rollbackFailedInstancesOnPolicyBreach the failed instances go back to
+// the previous image and are healthy again.
+func TestRollingUpgradeBadImage(t *testing.T) {
+	for _, rollback := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stop", true: "rollback"}[rollback], func(t *testing.T) {
+			e := testenv.Start(t, testenv.Options{HealthGrace: time.Second})
+			e.CreateRG("rg")
+			badImage(t, e, "2.0.0")
+			path := e.VMSSPath("rg", "web")
+			waitOp(t, e, e.Do(http.MethodPut, path, rollingBody(10, "1.0.0", map[string]any{
+				"maxBatchInstancePercent": 20, "rollbackFailedInstancesOnPolicyBreach": rollback})))
+			waitHealthy(t, e, "rg", "web", 10, 60*time.Second)
+
+			s := startSampler(t, e, "rg", "web", 2)
+			setVersion(t, e, path, "2.0.0")
+			st := waitRolling(t, e, path, "Faulted", 60*time.Second)
+			if st.Properties.Error == nil || st.Properties.Error.Code != "MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade" {
+				t.Errorf("error %+v, want MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade", st.Properties.Error)
+			}
+			if p := st.Properties.Progress; p.Failed != 2 || p.Successful != 0 || st.Properties.Vmssd.Batches != 1 {
+				t.Errorf("progress %+v after %d batches, want 2 failed in the first batch", p, st.Properties.Vmssd.Batches)
+			}
+			if rollback {
+				testenv.Eventually(t, 30*time.Second, "failed instances rolled back", func() bool {
+					st, _ = latestRolling(t, e, path)
+					return len(st.Properties.Vmssd.RolledBack) == 2
+				})
+				vms := waitHealthy(t, e, "rg", "web", 10, 30*time.Second)
+				if c := countVersions(vms); c["1.0.0"] != 10 {
+					t.Errorf("versions after the rollback: %v, want all on 1.0.0", c)
+				}
+			} else {
+				time.Sleep(2 * time.Second) // nothing more happens
+				if c := countVersions(listVMs(t, e, "rg", "web")); c["2.0.0"] != 2 || c["1.0.0"] != 8 {
+					t.Errorf("versions after the breach: %v, want 2 on 2.0.0 and 8 untouched", c)
+				}
+			}
+			s.Stop(t)
+			r := e.Do(http.MethodGet, path+"/osUpgradeHistory", nil)
+			var h struct {
+				Value []struct {
+					Properties struct {
+						RunningStatus struct{ Code string } `json:"runningStatus"`
+						Error         *struct{ Code string } `json:"error"`
+						StartedBy     string                 `json:"startedBy"`
+						RollbackInfo  struct {
+							Successful int `json:"successfullyRolledbackInstanceCount"`
+						} `json:"rollbackInfo"`
+					} `json:"properties"`
+				} `json:"value"`
+			}
+			if err := r.JSON(&h); err != nil || len(h.Value) != 1 {
+				t.Fatalf("osUpgradeHistory: %d %s", r.Status, r.Body)
+			}
+			hp := h.Value[0].Properties
+			if hp.RunningStatus.Code != "Faulted" || hp.Error == nil || hp.StartedBy != "User" || rollback && hp.RollbackInfo.Successful != 2 {
+				t.Errorf("history item %+v", hp)
+			}
+		})
+	}
+}
+
+// TestRollingUpgradeCancel: a cancel in the middle stops the rollout
+// before its next batch; the cancel's operation succeeds, the rollout
+// shows Cancelled with lastAction Cancel, and nothing more is upgraded.
+func TestRollingUpgradeCancel(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "web")
+	waitOp(t, e, e.Do(http.MethodPut, path, rollingBody(10, "1.0.0", map[string]any{"pauseTimeBetweenBatches": "PT3S"})))
+	waitHealthy(t, e, "rg", "web", 10, 60*time.Second)
+	s := startSampler(t, e, "rg", "web", 2)
+	setVersion(t, e, path, "1.1.0")
+	testenv.Eventually(t, 30*time.Second, "the first batch done", func() bool {
+		st, _ := latestRolling(t, e, path)
+		return st.Properties.Progress.Successful >= 2
+	})
+	r := e.Do(http.MethodPost, path+"/rollingUpgrades/cancel", nil)
+	mustAccepted(t, r)
+	waitOp(t, e, r)
+	st := waitRolling(t, e, path, "Cancelled", 10*time.Second)
+	if st.Properties.RunningStatus.LastAction != "Cancel" {
+		t.Errorf("lastAction %q, want Cancel", st.Properties.RunningStatus.LastAction)
+	}
+	done := st.Properties.Progress.Successful
+	time.Sleep(4 * time.Second)
+	s.Stop(t)
+	c := countVersions(waitHealthy(t, e, "rg", "web", 10, 30*time.Second))
+	if c["1.1.0"] != done || done >= 10 {
+		t.Errorf("versions after the cancel: %v, want exactly the %d upgraded before it", c, done)
+	}
+	// A second cancel has nothing to cancel.
+	if r := e.Do(http.MethodPost, path+"/rollingUpgrades/cancel", nil); r.Status != http.StatusConflict || r.ErrorCode() != "OperationNotAllowed" {
+		t.Errorf("cancel without a rollout: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestRollingUpgradeApprovalGate: with the canary gate (tag
+// vmssd.rolling.approval=firstBatch) the rollout stops after its first
+// batch, says so in rollingUpgrades/latest, and goes on after approve.
+func TestRollingUpgradeApprovalGate(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "web")
+	body := rollingBody(10, "1.0.0", nil)
+	body["tags"] = map[string]any{"vmssd.rolling.approval": "firstBatch"}
+	waitOp(t, e, e.Do(http.MethodPut, path, body))
+	waitHealthy(t, e, "rg", "web", 10, 60*time.Second)
+	if r := e.Do(http.MethodPost, path+"/rollingUpgrades/approve", nil); r.Status != http.StatusConflict || r.ErrorCode() != "NoApprovalPending" {
+		t.Errorf("approve with nothing waiting: %d %s", r.Status, r.Body)
+	}
+	s := startSampler(t, e, "rg", "web", 2)
+	setVersion(t, e, path, "1.1.0")
+	testenv.Eventually(t, 30*time.Second, "the canary batch waiting for approval", func() bool {
+		st, _ := latestRolling(t, e, path)
+		return st.Properties.Vmssd.AwaitingApproval
+	})
+	time.Sleep(2 * time.Second)
+	st, _ := latestRolling(t, e, path)
+	if st.Properties.RunningStatus.Code != "RollingForward" || st.Properties.Progress.Successful != 2 || st.Properties.Vmssd.Phase != "AwaitingApproval" {
+		t.Errorf("at the gate: %s %+v phase %q, want RollingForward with 2 done", st.Properties.RunningStatus.Code, st.Properties.Progress, st.Properties.Vmssd.Phase)
+	}
+	if c := countVersions(listVMs(t, e, "rg", "web")); c["1.1.0"] != 2 {
+		t.Errorf("versions at the gate: %v", c)
+	}
+	if r := e.Do(http.MethodPost, path+"/rollingUpgrades/approve", nil); r.Status != http.StatusOK {
+		t.Fatalf("approve: %d %s", r.Status, r.Body)
+	}
+	st = waitRolling(t, e, path, "Completed", 60*time.Second)
+	s.Stop(t)
+	if st.Properties.Progress.Successful != 10 {
+		t.Errorf("progress %+v", st.Properties.Progress)
+	}
+}
+
+// TestRollingUpgradePrioritizeUnhealthy: with prioritizeUnhealthyInstances
+// the unhealthy instances are in the first batches.
+func TestRollingUpgradePrioritizeUnhealthy(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{HealthGrace: time.Second})
+	e.CreateRG("rg")
+	badImage(t, e, "2.0.0")
+	path := e.VMSSPath("rg", "web")
+	waitOp(t, e, e.Do(http.MethodPut, path, testenv.VMSSBody(10, "1.0.0", "Manual")))
+	vms := waitHealthy(t, e, "rg", "web", 10, 60*time.Second)
+	// Two instances of the last update domains go bad.
+	var sick []string
+	for _, v := range vms {
+		if ud := v.Properties.InstanceView.PlatformUpdateDomain; ud == 3 && len(sick) == 0 || ud == 4 && len(sick) == 1 {
+			sick = append(sick, v.InstanceID)
+		}
+	}
+	setVersion(t, e, path, "2.0.0")
+	waitOp(t, e, e.Do(http.MethodPost, path+"/manualupgrade", map[string]any{"instanceIds": sick}))
+	testenv.Eventually(t, 30*time.Second, "two unhealthy instances", func() bool {
+		n := 0
+		for _, v := range listVMs(t, e, "rg", "web") {
+			if v.health() == "HealthState/unhealthy" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	s := startSampler(t, e, "rg", "web", 4)
+	waitOp(t, e, e.Do(http.MethodPatch, path, map[string]any{"properties": map[string]any{
+		"upgradePolicy": map[string]any{"mode": "Rolling", "rollingUpgradePolicy": map[string]any{"prioritizeUnhealthyInstances": true, "maxUnhealthyInstancePercent": 50}},
+		"virtualMachineProfile": map[string]any{"storageProfile": map[string]any{"imageReference": map[string]any{"version": "1.1.0"}}}}}))
+	waitRolling(t, e, path, "Completed", 60*time.Second)
+	s.Stop(t)
+	s.mu.Lock()
+	first := map[string]bool{}
+	for i, v := range s.upgraded {
+		if i < 4 {
+			first[v.InstanceID] = true
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range sick {
+		if !first[id] {
+			t.Errorf("unhealthy instance %s not among the first upgraded %v", id, first)
+		}
+	}
+	if c := countVersions(waitHealthy(t, e, "rg", "web", 10, 30*time.Second)); c["1.1.0"] != 10 {
+		t.Errorf("versions: %v", c)
+	}
+}
+
+// TestAutomaticOSUpgrade: with automatic OS image upgrades a newer version
+// of the set's `latest` image starts a rollout by itself, started by the
+// Platform; a newer version that is bad is rolled back (automatic rollback)
+// and not retried.
+func TestAutomaticOSUpgrade(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{HealthGrace: time.Second})
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "web")
+	body := rollingBody(5, "latest", nil)
+	body["properties"].(map[string]any)["upgradePolicy"].(map[string]any)["automaticOSUpgradePolicy"] = map[string]any{"enableAutomaticOSUpgrade": true}
+	waitOp(t, e, e.Do(http.MethodPut, path, body))
+	waitHealthy(t, e, "rg", "web", 5, 60*time.Second)
+
+	s := startSampler(t, e, "rg", "web", 1)
+	publish(t, e, "vmssd", "demo", "guest", "1.2.0", uploadDemo(t, e, "1.2.0", true))
+	st := waitRolling(t, e, path, "Completed", 60*time.Second)
+	if st.Properties.Vmssd.StartedBy != "Platform" || st.Properties.Vmssd.Kind != "AutomaticOS" || st.Properties.Progress.Successful != 5 {
+		t.Errorf("automatic upgrade: %+v %+v", st.Properties.Vmssd, st.Properties.Progress)
+	}
+	if c := countVersions(waitHealthy(t, e, "rg", "web", 5, 30*time.Second)); c["1.2.0"] != 5 {
+		t.Errorf("versions: %v", c)
+	}
+
+	badImage(t, e, "1.3.0")
+	testenv.Eventually(t, 60*time.Second, "the bad version rolled back", func() bool {
+		st, _ = latestRolling(t, e, path)
+		return st.Properties.RunningStatus.Code == "Faulted" && len(st.Properties.Vmssd.RolledBack) == 1
+	})
+	if c := countVersions(waitHealthy(t, e, "rg", "web", 5, 30*time.Second)); c["1.2.0"] != 5 {
+		t.Errorf("versions after the rollback: %v", c)
+	}
+	s.Stop(t)
+	time.Sleep(2 * time.Second)
+	r := e.Do(http.MethodGet, path+"/osUpgradeHistory", nil)
+	var h struct {
+		Value []struct {
+			Properties struct {
+				StartedBy            string `json:"startedBy"`
+				TargetImageReference struct {
+					ExactVersion string `json:"exactVersion"`
+				} `json:"targetImageReference"`
+			} `json:"properties"`
+		} `json:"value"`
+	}
+	if err := r.JSON(&h); err != nil || len(h.Value) != 2 {
+		t.Fatalf("history after one good and one bad version (no retry): %d %s", r.Status, r.Body)
+	}
+	if p := h.Value[0].Properties; p.StartedBy != "Platform" || p.TargetImageReference.ExactVersion != "1.3.0" {
+		t.Errorf("newest history item %+v", p)
+	}
+}
+
+// TestOSRollingUpgrade: POST osRollingUpgrade moves a `latest` set to the
+// newest version, its operation ending with the rollout; misuse answers
+// Azure's errors.
+func TestOSRollingUpgrade(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "web")
+	waitOp(t, e, e.Do(http.MethodPut, path, testenv.VMSSBody(4, "latest", "Manual")))
+	waitHealthy(t, e, "rg", "web", 4, 60*time.Second)
+	publish(t, e, "vmssd", "demo", "guest", "1.2.0", uploadDemo(t, e, "1.2.0", true))
+
+	s := startSampler(t, e, "rg", "web", 1)
+	r := e.Do(http.MethodPost, path+"/osRollingUpgrade", nil)
+	mustAccepted(t, r)
+	waitOp(t, e, r)
+	s.Stop(t)
+	if c := countVersions(waitHealthy(t, e, "rg", "web", 4, 30*time.Second)); c["1.2.0"] != 4 {
+		t.Errorf("versions: %v", c)
+	}
+	st, _ := latestRolling(t, e, path)
+	if st.Properties.RunningStatus.Code != "Completed" || st.Properties.Vmssd.Kind != "OS" {
+		t.Errorf("latest: %+v", st.Properties)
+	}
+	// Nothing left to do: a second one completes at once.
+	r = e.Do(http.MethodPost, path+"/osRollingUpgrade", nil)
+	mustAccepted(t, r)
+	waitOp(t, e, r)
+
+	// Misuse.
+	waitOp(t, e, e.Do(http.MethodPut, e.VMSSPath("rg", "pinned"), testenv.VMSSBody(1, "1.0.0", "Manual")))
+	for _, tc := range []struct {
+		path, code string
+		status     int
+	}{
+		{e.VMSSPath("rg", "pinned") + "/osRollingUpgrade", "OperationNotAllowed", http.StatusConflict},
+		{path + "/extensionRollingUpgrade", "OperationNotSupported", http.StatusConflict},
+		{e.VMSSPath("rg", "pinned") + "/rollingUpgrades/cancel", "OperationNotAllowed", http.StatusConflict},
+	} {
+		if r := e.Do(http.MethodPost, tc.path, nil); r.Status != tc.status || r.ErrorCode() != tc.code {
+			t.Errorf("POST %s: %d %s, want %d %s", tc.path, r.Status, r.Body, tc.status, tc.code)
+		}
+	}
+	if _, st := latestRolling(t, e, e.VMSSPath("rg", "pinned")); st != http.StatusNotFound {
+		t.Errorf("latest without a rollout: %d", st)
+	}
+}
+
+// TestRollingPolicyValidation: values out of Azure's ranges are refused
+// with ARM errors naming the field.
+func TestRollingPolicyValidation(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	for _, tc := range []struct {
+		name   string
+		policy map[string]any
+		tags   map[string]any
+		target string
+	}{
+		{"batch", map[string]any{"maxBatchInstancePercent": 101}, nil, "properties.upgradePolicy.rollingUpgradePolicy.maxBatchInstancePercent"},
+		{"unhealthy", map[string]any{"maxUnhealthyInstancePercent": 2}, nil, "properties.upgradePolicy.rollingUpgradePolicy.maxUnhealthyInstancePercent"},
+		{"upgraded", map[string]any{"maxUnhealthyUpgradedInstancePercent": -1}, nil, "properties.upgradePolicy.rollingUpgradePolicy.maxUnhealthyUpgradedInstancePercent"},
+		{"pause", map[string]any{"pauseTimeBetweenBatches": "5 seconds"}, nil, "properties.upgradePolicy.rollingUpgradePolicy.pauseTimeBetweenBatches"},
+		{"pause-range", map[string]any{"pauseTimeBetweenBatches": "PT3H"}, nil, "properties.upgradePolicy.rollingUpgradePolicy.pauseTimeBetweenBatches"},
+		{"approval", nil, map[string]any{"vmssd.rolling.approval": "always"}, "tags.vmssd.rolling.approval"},
+	} {
+		body := rollingBody(1, "1.0.0", tc.policy)
+		if tc.tags != nil {
+			body["tags"] = tc.tags
+		}
+		r := e.Do(http.MethodPut, e.VMSSPath("rg", "v"), body)
+		var eb struct {
+			Error struct{ Code, Target string } `json:"error"`
+		}
+		_ = r.JSON(&eb)
+		if r.Status != http.StatusBadRequest || eb.Error.Code != "InvalidParameter" || eb.Error.Target != tc.target {
+			t.Errorf("%s: %d %s, want 400 InvalidParameter on %s", tc.name, r.Status, r.Body, tc.target)
+		}
+	}
+}
