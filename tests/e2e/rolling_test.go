@@ -110,7 +110,7 @@ func TestRollingUpgradeBadImage(t *testing.T) {
 			var h struct {
 				Value []struct {
 					Properties struct {
-						RunningStatus struct{ Code string } `json:"runningStatus"`
+						RunningStatus struct{ Code string }  `json:"runningStatus"`
 						Error         *struct{ Code string } `json:"error"`
 						StartedBy     string                 `json:"startedBy"`
 						RollbackInfo  struct {
@@ -232,7 +232,7 @@ func TestRollingUpgradePrioritizeUnhealthy(t *testing.T) {
 	})
 	s := startSampler(t, e, "rg", "web", 4)
 	waitOp(t, e, e.Do(http.MethodPatch, path, map[string]any{"properties": map[string]any{
-		"upgradePolicy": map[string]any{"mode": "Rolling", "rollingUpgradePolicy": map[string]any{"prioritizeUnhealthyInstances": true, "maxUnhealthyInstancePercent": 50}},
+		"upgradePolicy":         map[string]any{"mode": "Rolling", "rollingUpgradePolicy": map[string]any{"prioritizeUnhealthyInstances": true, "maxUnhealthyInstancePercent": 50}},
 		"virtualMachineProfile": map[string]any{"storageProfile": map[string]any{"imageReference": map[string]any{"version": "1.1.0"}}}}}))
 	waitRolling(t, e, path, "Completed", 60*time.Second)
 	s.Stop(t)
