@@ -59,11 +59,13 @@ type stateCollector struct {
 
 	capacity, power, health, prov, latest *prometheus.Desc
 	queueDepth, omitted, scaleSets        *prometheus.Desc
+	ro                                    rolloutDescs
 }
 
 // RegisterState adds the collectors that read the store and src at scrape
 // time: instances by power, health and provisioning state per scale set,
-// capacity, instances on the latest model, the controller's queue depth.
+// capacity, instances on the latest model, the state and progress of each
+// set's latest rolling upgrade, the controller's queue depth.
 func (m *Metrics) RegisterState(src Source) {
 	m.Registry.MustRegister(&stateCollector{
 		st: m.opts.Store, src: src, max: m.opts.MaxScaleSets, timeout: 10 * time.Second,
@@ -82,12 +84,16 @@ func (m *Metrics) RegisterState(src Source) {
 			"Scale sets left out of the per-set metrics of this scrape (beyond the per-scrape bound).", nil, nil),
 		scaleSets: prometheus.NewDesc(Namespace+"_scale_sets",
 			"Scale sets in the store.", nil, nil),
+		ro: newRolloutDescs(),
 	})
 }
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.capacity, c.power, c.health, c.prov, c.latest, c.queueDepth, c.omitted, c.scaleSets} {
+		ch <- d
+	}
+	for _, d := range c.ro.all() {
 		ch <- d
 	}
 }
@@ -123,6 +129,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, p := range provisioningStates {
 			ch <- prometheus.MustNewConstMetric(c.prov, prometheus.GaugeValue, float64(counts.Provisioning[p]), append(lv, p)...)
 		}
+		c.collectRollout(ctx, ch, set, lv)
 	}
 }
 

@@ -350,3 +350,136 @@ func TestMetricsListener(t *testing.T) {
 		t.Errorf("metrics listener on by default: %s", e.Server.MetricsURL)
 	}
 }
+
+// metricsRollout is what the rollout test reads of rollingUpgrades/latest.
+type metricsRollout struct {
+	Properties struct {
+		RunningStatus struct {
+			Code string `json:"code"`
+		} `json:"runningStatus"`
+		Progress struct {
+			Successful int `json:"successfulInstanceCount"`
+			Failed     int `json:"failedInstanceCount"`
+			InProgress int `json:"inProgressInstanceCount"`
+			Pending    int `json:"pendingInstanceCount"`
+		} `json:"progress"`
+		Vmssd struct {
+			Phase string `json:"phase"`
+		} `json:"vmssd"`
+	} `json:"properties"`
+}
+
+func getRollout(t testing.TB, e *testenv.Env, path string) metricsRollout {
+	t.Helper()
+	r := e.Do(http.MethodGet, path+"/rollingUpgrades/latest", nil)
+	var ro metricsRollout
+	if r.Status != http.StatusOK {
+		return ro
+	}
+	if err := r.JSON(&ro); err != nil {
+		t.Fatalf("rollingUpgrades/latest: %v %s", err, r.Body)
+	}
+	return ro
+}
+
+// checkRolloutMetrics compares the rollout gauges of a scrape with
+// rollingUpgrades/latest.
+func checkRolloutMetrics(t testing.TB, e *testenv.Env, s scrape, rg, name string, ro metricsRollout) {
+	t.Helper()
+	p := ro.Properties.Progress
+	for progress, want := range map[string]int{"successful": p.Successful, "failed": p.Failed, "in_progress": p.InProgress, "pending": p.Pending} {
+		if got := s.value("vmssd_rollout_instances", setLabels(e, rg, name, "progress", progress)); got != float64(want) {
+			t.Errorf("vmssd_rollout_instances{progress=%q} = %v, rollingUpgrades/latest says %d", progress, got, want)
+		}
+	}
+	for _, st := range []string{"RollingForward", "Cancelled", "Completed", "Faulted"} {
+		want := 0.0
+		if st == ro.Properties.RunningStatus.Code {
+			want = 1
+		}
+		if got := s.value("vmssd_rollout_state", setLabels(e, rg, name, "state", st)); got != want {
+			t.Errorf("vmssd_rollout_state{state=%q} = %v, want %v (API: %s)", st, got, want, ro.Properties.RunningStatus.Code)
+		}
+	}
+}
+
+// TestMetricsRollout: the latest rolling upgrade of a scale set shows in
+// the rollout gauges as rollingUpgrades/latest shows it: rolling forward,
+// paused between its two batches, then completed.
+func TestMetricsRollout(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	const rg, name = "rgrollout", "web"
+	e.CreateRG(rg)
+	path := e.VMSSPath(rg, name)
+	body := testenv.VMSSBody(2, "1.0.0", "Rolling")
+	body["properties"].(map[string]any)["upgradePolicy"].(map[string]any)["rollingUpgradePolicy"] = map[string]any{
+		"maxBatchInstancePercent": 50, "pauseTimeBetweenBatches": "PT10S"}
+	waitOp(t, e, e.Do(http.MethodPut, path, body))
+	waitHealthy(t, e, rg, name, 2, 60*time.Second)
+	_, _, s := scrapeAPI(t, e, http.MethodGet, e.Token)
+	if m := s.find("vmssd_rollout_state", setLabels(e, rg, name)); m != nil {
+		t.Errorf("a set that never rolled out has rollout gauges: %v", m)
+	}
+
+	waitOp(t, e, e.Do(http.MethodPatch, path, map[string]any{"properties": map[string]any{"virtualMachineProfile": map[string]any{
+		"storageProfile": map[string]any{"imageReference": map[string]any{"version": "1.1.0"}}}}}))
+	var ro metricsRollout
+	defer func() {
+		if t.Failed() {
+			r := e.Do(http.MethodGet, path+"/rollingUpgrades/latest", nil)
+			t.Logf("rollingUpgrades/latest: %d %s", r.Status, r.Body)
+		}
+	}()
+	testenv.Eventually(t, 30*time.Second, "the rollout paused after its first batch", func() bool {
+		ro = getRollout(t, e, path)
+		if ro.Properties.RunningStatus.Code != "" && ro.Properties.RunningStatus.Code != "RollingForward" {
+			t.Fatalf("the rollout ended %s before its pause: %+v", ro.Properties.RunningStatus.Code, ro)
+		}
+		return ro.Properties.Vmssd.Phase == "Paused"
+	})
+	_, _, s = scrapeAPI(t, e, http.MethodGet, e.Token)
+	checkRolloutMetrics(t, e, s, rg, name, ro)
+	for _, c := range []struct {
+		metric string
+		labels []string
+		want   float64
+	}{
+		{"vmssd_rollout_phase", []string{"phase", "Paused"}, 1},
+		{"vmssd_rollout_phase", []string{"phase", "Upgrading"}, 0},
+		{"vmssd_rollout_instances", []string{"progress", "successful"}, 1},
+		{"vmssd_rollout_instances", []string{"progress", "pending"}, 1},
+		{"vmssd_rollout_instances_planned", nil, 2},
+		{"vmssd_rollout_batches", nil, 1},
+		{"vmssd_rollout_info", []string{"kind", "Model", "started_by", "User"}, 1},
+		{"vmssd_scale_set_instances_latest_model", nil, 1},
+	} {
+		if got := s.value(c.metric, setLabels(e, rg, name, c.labels...)); got != c.want {
+			t.Errorf("paused: %s%v = %v, want %v", c.metric, c.labels, got, c.want)
+		}
+	}
+	if s.find("vmssd_rollout_end_time_seconds", setLabels(e, rg, name)) != nil {
+		t.Error("vmssd_rollout_end_time_seconds set while rolling forward")
+	}
+	if v := s.value("vmssd_rollout_start_time_seconds", setLabels(e, rg, name)); v < float64(time.Now().Add(-5*time.Minute).Unix()) || v > float64(time.Now().Unix()+1) {
+		t.Errorf("vmssd_rollout_start_time_seconds = %v, not a moment ago", v)
+	}
+
+	testenv.Eventually(t, 60*time.Second, "the rollout completed", func() bool {
+		ro = getRollout(t, e, path)
+		return ro.Properties.RunningStatus.Code == "Completed"
+	})
+	_, _, s = scrapeAPI(t, e, http.MethodGet, e.Token)
+	checkRolloutMetrics(t, e, s, rg, name, ro)
+	if v := s.value("vmssd_rollout_instances", setLabels(e, rg, name, "progress", "successful")); v != 2 {
+		t.Errorf("successful instances after completion = %v, want 2", v)
+	}
+	if v := s.value("vmssd_rollout_phase", setLabels(e, rg, name, "phase", "Paused")); v != 0 {
+		t.Errorf("phase Paused = %v after completion, want 0", v)
+	}
+	if v := s.value("vmssd_rollout_end_time_seconds", setLabels(e, rg, name)); v <= 0 {
+		t.Errorf("vmssd_rollout_end_time_seconds = %v after completion", v)
+	}
+	if v := s.value("vmssd_scale_set_instances_latest_model", setLabels(e, rg, name)); v != 2 {
+		t.Errorf("instances on the latest model = %v after completion, want 2", v)
+	}
+}
