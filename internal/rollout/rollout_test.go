@@ -134,7 +134,7 @@ func TestStep(t *testing.T) {
 				r := finished(withBatch(withBatch(withBatch(withBatch(running(defaultPolicy()), 0, 0, 5), 1, 1, 6), 2, 2, 7), 3, 3, 8))
 				return withBatch(r, 4, 4, 9)
 			}(),
-			insts: upgraded(upgraded(fleet(10), Healthy, 0, 1, 2, 3, 4, 5, 6, 7, 8), Unhealthy, 9),
+			insts:  upgraded(upgraded(fleet(10), Healthy, 0, 1, 2, 3, 4, 5, 6, 7, 8), Unhealthy, 9),
 			status: model.RolloutRollingForward,
 		},
 		{
