@@ -69,6 +69,42 @@ type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
+// zeroBomb is an artifact whose rootfs holds n (a multiple of 1 MiB) zero
+// bytes: gzip members concatenated (gzip readers read them as one
+// stream), the 1 MiB member of zeros compressed once and repeated, so
+// that a 1 GiB bomb costs nothing to build.
+func zeroBomb(t testing.TB, n int64) []byte {
+	t.Helper()
+	member := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(b)
+		zw.Close()
+		return buf.Bytes()
+	}
+	var head bytes.Buffer
+	tw := tar.NewWriter(&head)
+	for _, h := range []*tar.Header{
+		{Name: "manifest.json", Mode: 0o644, Size: int64(len(processManifest))},
+		{Name: "rootfs/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "rootfs/data", Mode: 0o644, Size: n},
+	} {
+		h.ModTime = time.Unix(0, 0)
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "manifest.json" {
+			io.WriteString(tw, processManifest)
+		}
+	}
+	out := member(head.Bytes()) // the data entry's header is written; tw is left open
+	mib := member(make([]byte, 1<<20))
+	for range n >> 20 {
+		out = append(out, mib...)
+	}
+	return append(out, member(make([]byte, 1024))...) // the end of the archive
+}
+
 func blobs(t testing.TB, e *testenv.Env) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(e.Config.DataDir, "artifacts", "blobs", "sha256"))
@@ -102,7 +138,7 @@ func TestUploadZipBomb(t *testing.T) {
 		sz.OSDiskSizeMB = 512 // no size takes an image of more than 512 MiB
 		putRecord(t, e, model.SizeKey(sz.Name), sz)
 	}
-	bomb := artifactOf(t, zeros{}, 1<<30)
+	bomb := zeroBomb(t, 1<<30)
 	if len(bomb) > 2<<20 {
 		t.Fatalf("the bomb is %d bytes", len(bomb))
 	}
@@ -125,6 +161,12 @@ func TestUploadZipBomb(t *testing.T) {
 	}
 	if used, _, err := state.StorageUsage(ctx, e.Server.Store, e.Sub); err != nil || used != 0 {
 		t.Errorf("storage usage %d, %v; want 0", used, err)
+	}
+	// The same shape within the bound is a valid artifact: the bound, not
+	// the shape, refused the bomb.
+	if r := e.Do(http.MethodPost, uploadPath(e.Sub), zeroBomb(t, 4<<20)); r.Status != http.StatusCreated ||
+		!strings.Contains(string(r.Body), `"unpackedBytes":4194304`) {
+		t.Errorf("a 4 MiB archive of zeros: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -190,7 +232,7 @@ func TestUploadStorageQuota(t *testing.T) {
 		}
 	}
 	// A bomb beyond the quota's room is cut short and refused as quota.
-	r := e.Do(http.MethodPost, uploadPath(e.Sub), artifactOf(t, zeros{}, 256<<20))
+	r := e.Do(http.MethodPost, uploadPath(e.Sub), zeroBomb(t, 256<<20))
 	if r.Status != http.StatusConflict || r.ErrorCode() != "OperationNotAllowed" {
 		t.Errorf("a bomb beyond the quota: %d %s", r.Status, r.Body)
 	}
