@@ -108,7 +108,7 @@ func TestHostileProcessImage(t *testing.T) {
 	probes := []string{dataDir, filepath.Join(dataDir, "operator.json"), filepath.Join(dataDir, "token-signing.key"),
 		filepath.Join(dataDir, "state.db"), otherDirs[0], filepath.Join(otherDirs[0], "console.log")}
 	var sb strings.Builder
-	sb.WriteString("echo HOSTILE-BEGIN; id; echo uidmap $(cat /proc/self/uid_map); echo memlimit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>&1); echo pidsmax $(cat /sys/fs/cgroup/pids/pids.max 2>&1);\n")
+	sb.WriteString("echo HOSTILE-BEGIN; id; echo uidmap $(cat /proc/self/uid_map); echo memlimit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>&1); echo pidsmax $(cat /sys/fs/cgroup/pids/pids.max 2>&1); echo cpuquota $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>&1);\n")
 	for _, p := range probes {
 		fmt.Fprintf(&sb, "if ls -d %q >/dev/null 2>&1 || cat %q >/dev/null 2>&1; then echo LEAK-PATH %q; else echo blocked %q; fi\n", p, p, p, p)
 	}
@@ -151,7 +151,8 @@ func TestHostileProcessImage(t *testing.T) {
 		"uidmap 0 1000000 65536", // ...which is host uid 1000000
 		"api-unreachable",
 		"ifaces lo",                         // loopback only
-		fmt.Sprintf("memlimit %d", 128<<20), // Standard_A1: 128 MB
+		fmt.Sprintf("memlimit %d", 128<<20), // Standard_A1: 128 MB...
+		"cpuquota 100000",                   // ...and 1 vCPU
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(console), " "), want) {
 			t.Errorf("console lacks %q", want)
