@@ -44,11 +44,11 @@ func (s *syncBuffer) String() string {
 // sandboxed guest's endpoint is forwarded by vmssd itself), so those samples
 // are only counted.
 type availSampler struct {
-	mu       sync.Mutex
-	maxDown  int
-	worst    map[int][]string // UD -> instances down, at the worst moment
-	samples  int
-	offline  int // samples taken while the server did not answer (or did not know yet)
+	mu      sync.Mutex
+	maxDown int
+	worst   map[int][]string // UD -> instances down, at the worst moment
+	samples int
+	offline int // samples taken while the server did not answer (or did not know yet)
 	// crashFrom, crashTo bound the crash: vmssd forwards a sandboxed
 	// guest's endpoint itself, so from the kill until the restarted server
 	// has its forwards back no guest answers. Samples then with every
@@ -57,9 +57,9 @@ type availSampler struct {
 	// fails the test.
 	crashFrom, crashTo time.Time
 	crashOutage        int
-	stop     chan struct{}
-	done     chan struct{}
-	endpoint map[string]sampledVM
+	stop               chan struct{}
+	done               chan struct{}
+	endpoint           map[string]sampledVM
 }
 
 type sampledVM struct {
