@@ -71,6 +71,9 @@ type Options struct {
 	HealthGrace time.Duration
 	// BootDeadline bounds VM boots (default: the server's).
 	BootDeadline time.Duration
+	// ProcessIsolation forces how process instances run (server.Config):
+	// "none" runs them as plain processes, operator images only.
+	ProcessIsolation string
 }
 
 // Start starts a server for the test; it is closed at cleanup (instances
@@ -98,6 +101,7 @@ func Start(t testing.TB, o Options) *Env {
 	// Without runc (a laptop) operator images run unsandboxed; CI
 	// (VMSSD_E2E=1) always sandboxes.
 	cfg.UnsandboxedProcessImages = !CanSandbox() && os.Getenv("VMSSD_E2E") != "1"
+	cfg.ProcessIsolation = o.ProcessIsolation
 	s, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start vmssd: %v", err)

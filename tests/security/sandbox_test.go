@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmssd/vmssd/internal/artifact"
 	"github.com/vmssd/vmssd/internal/auth"
 	"github.com/vmssd/vmssd/internal/testenv"
 )
@@ -173,4 +174,45 @@ func TestHostileProcessImage(t *testing.T) {
 		v := send(t, e, tn.token, call{method: http.MethodGet, path: tn.vmss() + "/virtualMachines/0/instanceView"})
 		return strings.Contains(string(v.Body), "Isolation/runc") && strings.Contains(string(v.Body), "HealthState/healthy")
 	})
+}
+
+// TestUnsandboxedHostRefusesTenantImages (issue 6): on a host whose process
+// instances run unsandboxed, an operator's image still runs (and its
+// instance view says it is not sandboxed), while a tenant's uploaded image
+// is refused: its instance is Failed with SandboxNotAvailable.
+func TestUnsandboxedHostRefusesTenantImages(t *testing.T) {
+	e := start(t, testenv.Options{ProcessIsolation: "none"})
+	e.CreateRG("rg")
+	op := e.VMSSPath("rg", "op")
+	waitOp(t, e, e.Do(http.MethodPut, op, testenv.VMSSBody(1, "latest", "Manual")))
+	v := e.Do(http.MethodGet, op+"/virtualMachines/0/instanceView", nil)
+	if !strings.Contains(string(v.Body), "Isolation/none") {
+		t.Errorf("operator image instance view: %s", v.Body)
+	}
+
+	tn := setupTenant(t, e, "tenantA", subA)
+	tn.token = e.IssueToken(tn.id, auth.RoleTenant)
+	if r := send(t, e, tn.token, call{method: http.MethodPut, path: tn.rg(), body: map[string]any{"location": "local"}}); r.Status != http.StatusCreated {
+		t.Fatalf("create rg: %d %s", r.Status, r.Body)
+	}
+	var img bytes.Buffer
+	if err := artifact.BuildDemo(&img, artifact.DemoOptions{Version: "9.9.9", Healthy: true}); err != nil {
+		t.Fatal(err)
+	}
+	up := send(t, e, tn.token, call{method: http.MethodPost, path: "/subscriptions/" + tn.sub + "/providers/vmssd.Storage/artifacts?api-version=" + adminAPI, body: img.Bytes()})
+	if up.Status != http.StatusCreated {
+		t.Fatalf("upload: %d %s", up.Status, up.Body)
+	}
+	uri, _ := up.Map()["uri"].(string)
+	r := send(t, e, tn.token, call{method: http.MethodPut, path: tn.vmss(), body: customImageBody(1, uri)})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create set: %d %s", r.Status, r.Body)
+	}
+	if st := opStatus(t, e, r); st != "Failed" {
+		t.Errorf("operation of a tenant image on an unsandboxed host: %s, want Failed", st)
+	}
+	vm := send(t, e, tn.token, call{method: http.MethodGet, path: tn.vmss() + "/virtualMachines/0?$expand=instanceView"})
+	if !strings.Contains(string(vm.Body), "SandboxNotAvailable") {
+		t.Errorf("instance: %d %s, want SandboxNotAvailable", vm.Status, vm.Body)
+	}
 }
