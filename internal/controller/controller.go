@@ -315,14 +315,18 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			return 0, err
 		}
 		// A rolling upgrade steps first (rolling.go).
-		wake, stepped, err := c.stepRollout(ctx, set, insts, in)
-		if errors.Is(err, store.ErrConflict) || err == nil && stepped {
+		rs, err := c.stepRollout(ctx, set, st, stRev, insts, revs, in)
+		if errors.Is(err, store.ErrConflict) || err == nil && rs.changed {
 			continue
 		}
 		if err != nil {
 			return 0, err
 		}
-		rolloutWake = wake
+		rolloutWake = rs.wake
+		if rs.surge > 0 {
+			// maxSurge instances are not a scale-out to undo.
+			in.Set = withCapacity(set, set.Capacity()+int64(rs.surge))
+		}
 		plan := reconcile.Compute(in)
 		if plan.Converged() {
 			return rolloutWake, c.settle(ctx, set, st, stRev, plan.Err, nil)

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
 	"github.com/vmssd/vmssd/api/arm"
 	"github.com/vmssd/vmssd/internal/host"
@@ -61,19 +64,51 @@ func (c *Controller) applyProbes(set *model.ScaleSet, insts []*model.Instance) (
 	return grace, ok
 }
 
-// stepRollout advances the scale set's rollout by one step. It reports
-// whether it changed anything (the caller re-reads and re-plans) and when
-// to look again.
-func (c *Controller) stepRollout(ctx context.Context, set *model.ScaleSet, insts []*model.Instance, in reconcile.Input) (time.Duration, bool, error) {
+// rolloutState is what the reconciler needs to know of the rollout step:
+// whether it changed anything (re-read and re-plan), when to look again,
+// and how many maxSurge instances are above capacity for now.
+type rolloutState struct {
+	wake    time.Duration
+	changed bool
+	surge   int
+}
+
+// stepRollout advances the scale set's rollout by one step.
+func (c *Controller) stepRollout(ctx context.Context, set *model.ScaleSet, st *model.ScaleSetStatus, stRev int64, insts []*model.Instance, revs []int64, in reconcile.Input) (rolloutState, error) {
 	grace, _ := c.applyProbes(set, insts)
 	if set.Deleting {
-		return 0, false, nil
+		return rolloutState{}, nil
 	}
 	ref := set.Ref()
 	r, rev, err := latestRollout(ctx, c.opts.Store, ref)
 	if err != nil {
-		return 0, false, err
+		return rolloutState{}, err
 	}
+	var out rolloutState
+	if r != nil && r.Active() {
+		out.surge = surgeInFlight(r, insts)
+	}
+	out.wake, out.changed, err = c.step(ctx, set, st, stRev, insts, revs, in, r, rev, grace)
+	return out, err
+}
+
+// surgeInFlight counts the live maxSurge instances of the batch in flight.
+func surgeInFlight(r *model.Rollout, insts []*model.Instance) int {
+	b := r.Current()
+	if b == nil {
+		return 0
+	}
+	n := 0
+	for _, inst := range insts {
+		if !inst.Deleting && slices.Contains(b.Surge, inst.ID) {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *Controller) step(ctx context.Context, set *model.ScaleSet, st *model.ScaleSetStatus, stRev int64, insts []*model.Instance, revs []int64, in reconcile.Input, r *model.Rollout, rev int64, grace time.Duration) (time.Duration, bool, error) {
+	ref := set.Ref()
 	now := c.opts.Now()
 
 	if r != nil && r.Active() && r.Phase != model.PhaseStarting && r.TargetModel < set.ModelVersion {
@@ -82,7 +117,7 @@ func (c *Controller) stepRollout(ctx context.Context, set *model.ScaleSet, insts
 		t := now
 		next.Status, next.Phase, next.Ended = model.RolloutCancelled, "", &t
 		next.Error = &arm.ErrorDetail{Code: "RollingUpgradeSuperseded", Message: fmt.Sprintf("The scale set model changed (version %d) during the rolling upgrade to version %d; a new rolling upgrade takes over.", set.ModelVersion, r.TargetModel)}
-		return 0, true, c.writeRollout(ctx, r, &next, rev)
+		return 0, true, c.writeRollout(ctx, r, &next, rev, nil, nil)
 	}
 
 	if r == nil || rollout.Terminal(r.Status) && len(r.RollbackPending) == 0 {
@@ -135,12 +170,48 @@ func (c *Controller) stepRollout(ctx context.Context, set *model.ScaleSet, insts
 				}
 			}
 		}
-		return 0, true, c.writeRollout(ctx, r, &next, rev)
+		return 0, true, c.writeRollout(ctx, r, &next, rev, nil, nil)
 	}
 
-	res := rollout.Step(rollout.Input{Rollout: r, Instances: plannerInstances(r, insts, c), Now: now, Grace: grace})
-	if res.Changed {
-		if err := c.writeRollout(ctx, r, res.Rollout, rev); err != nil {
+	removing := 0
+	for _, inst := range insts {
+		if inst.Deleting {
+			removing++
+		}
+	}
+	res := rollout.Step(rollout.Input{Rollout: r, Instances: plannerInstances(r, insts, c), Now: now, Grace: grace, NextID: st.NextInstanceID, Removing: removing})
+	// maxSurge creations and retirements are written with the record.
+	var conds []store.Cond
+	var ops []store.Op
+	if len(res.Create) > 0 {
+		var created []*model.Instance
+		conds, ops, created = c.surgeOps(set, st, stRev, insts, res.Rollout, res.Create, now)
+		defer func() {
+			c.mu.Lock()
+			for _, inst := range created {
+				c.index[inst.VMID] = ref.String()
+			}
+			c.mu.Unlock()
+		}()
+	}
+	var actions []rollout.Action
+	for _, a := range res.Actions {
+		if a.Kind != rollout.ActRetire {
+			actions = append(actions, a)
+			continue
+		}
+		for i, inst := range insts {
+			if inst.ID == a.ID && !inst.Deleting {
+				k := model.InstanceKey(ref, inst.ID)
+				cp := *inst
+				cp.Deleting, cp.ProvisioningState = true, model.StateDeleting
+				conds = append(conds, store.ModRevisionIs(k, revs[i]))
+				ops = append(ops, state.PutOp(k, &cp))
+			}
+		}
+	}
+	if res.Changed || len(ops) > 0 {
+		if err := c.writeRollout(ctx, r, res.Rollout, rev, conds, ops); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return 0, true, nil
 			}
@@ -150,19 +221,55 @@ func (c *Controller) stepRollout(ctx context.Context, set *model.ScaleSet, insts
 			c.log.Info("rolling upgrade ended", "set", ref.String(), "seq", r.Seq, "status", res.Rollout.Status, "error", res.Rollout.Error)
 		}
 	}
-	if len(res.Actions) == 0 {
-		return res.Wake, res.Changed, nil
+	if len(actions) == 0 {
+		return res.Wake, res.Changed || len(ops) > 0, nil
 	}
-	c.runRolloutActions(ctx, set, res.Rollout, insts, res.Actions)
+	c.runRolloutActions(ctx, set, res.Rollout, insts, actions)
 	return res.Wake, true, nil
+}
+
+// surgeOps returns the writes that create maxSurge instances: each takes
+// the fault and update domain and host of the instance it replaces, and
+// runs the rollout's target.
+func (c *Controller) surgeOps(set *model.ScaleSet, st *model.ScaleSetStatus, stRev int64, insts []*model.Instance, r *model.Rollout, create []rollout.Surge, now time.Time) ([]store.Cond, []store.Op, []*model.Instance) {
+	ref := set.Ref()
+	conds := []store.Cond{store.ModRevisionIs(model.ScaleSetStatusKey(ref), stRev)}
+	var ops []store.Op
+	var created []*model.Instance
+	ns := *st
+	for _, sg := range create {
+		var old *model.Instance
+		for _, inst := range insts {
+			if inst.ID == sg.Replaces {
+				old = inst
+			}
+		}
+		if old == nil {
+			continue
+		}
+		inst := &model.Instance{
+			Sub: set.Sub, RG: set.RG, ScaleSet: set.Name, ID: sg.ID, VMID: state.NewID(),
+			ComputerName: reconcile.ComputerName(set.ComputerNamePrefix(), sg.ID),
+			FaultDomain:  old.FaultDomain, UpdateDomain: old.UpdateDomain, Host: old.Host, Created: now,
+			ModelVersion: r.TargetModel, Image: r.TargetImage, Size: set.Size(),
+			ProvisioningState: model.StateCreating, Power: model.PowerRunning,
+		}
+		k := model.InstanceKey(ref, sg.ID)
+		conds = append(conds, store.ModRevisionIs(k, 0))
+		ops = append(ops, state.PutOp(k, inst))
+		created = append(created, inst)
+		ns.NextInstanceID = max(ns.NextInstanceID, sg.ID+1)
+	}
+	ops = append(ops, state.PutOp(model.ScaleSetStatusKey(ref), &ns))
+	return conds, ops, created
 }
 
 // writeRollout writes the next rollout record, ending the operations that
 // wait for it when it reaches a final state, in one transaction.
-func (c *Controller) writeRollout(ctx context.Context, prev, next *model.Rollout, rev int64) error {
+func (c *Controller) writeRollout(ctx context.Context, prev, next *model.Rollout, rev int64, conds []store.Cond, ops []store.Op) error {
 	key := model.RolloutKey(next.Ref(), next.Seq)
-	conds := []store.Cond{store.ModRevisionIs(key, rev)}
-	ops := []store.Op{state.PutOp(key, next)}
+	conds = append(conds, store.ModRevisionIs(key, rev))
+	ops = append(ops, state.PutOp(key, next))
 	if !rollout.Terminal(prev.Status) && rollout.Terminal(next.Status) {
 		now := c.opts.Now()
 		status, e := arm.StatusSucceeded, (*arm.ErrorDetail)(nil)
@@ -305,4 +412,18 @@ func (c *Controller) runRolloutActions(ctx context.Context, set *model.ScaleSet,
 	if err != nil {
 		c.log.Warn("recording rollbacks failed", "set", set.Ref().String(), "err", err)
 	}
+}
+
+// withCapacity returns a copy of set with another sku.capacity.
+func withCapacity(set *model.ScaleSet, n int64) *model.ScaleSet {
+	cp := *set
+	m := *set.Model
+	sku := armcompute.SKU{}
+	if m.SKU != nil {
+		sku = *m.SKU
+	}
+	sku.Capacity = &n
+	m.SKU = &sku
+	cp.Model = &m
+	return &cp
 }

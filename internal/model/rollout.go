@@ -145,6 +145,10 @@ type RolloutBatch struct {
 	Started      time.Time     `json:"started"`
 	// Finished is set once every member is healthy or failed.
 	Finished *time.Time `json:"finished,omitempty"`
+	// Surge (maxSurge) are the new instances created on the target for
+	// the members, Surge[i] replacing IDs[i]: the members keep running
+	// until their replacements are healthy, then they are deleted.
+	Surge []int64 `json:"surge,omitempty"`
 }
 
 // Rollout is one rolling upgrade of a scale set.

@@ -72,6 +72,11 @@ type Input struct {
 	// Unknown before it counts as failed, and how long the rollout waits
 	// for health before a batch.
 	Grace time.Duration
+	// NextID is the first free instance id (maxSurge creates instances).
+	NextID int64
+	// Removing counts instances being deleted: no batch starts until they
+	// are gone (maxSurge's replaced instances, a scale-in).
+	Removing int
 }
 
 // ActionKind is what to do to one instance.
@@ -81,7 +86,14 @@ type ActionKind string
 const (
 	ActUpgrade  ActionKind = "upgrade"  // upgrade to the target model and image
 	ActRollback ActionKind = "rollback" // back to Prev
+	ActRetire   ActionKind = "retire"   // delete the instance (maxSurge: replaced, or a failed replacement)
 )
+
+// Surge is a new instance maxSurge creates on the target.
+type Surge struct {
+	ID, Replaces int64
+	UpdateDomain int
+}
 
 // Action is one instance action.
 type Action struct {
@@ -99,6 +111,9 @@ type Result struct {
 	// written before the actions run.
 	Changed bool
 	Actions []Action
+	// Create are the instances to create (maxSurge), in the same write as
+	// Rollout.
+	Create []Surge
 	// Wake is when to step again without an event (0: only on events).
 	Wake time.Duration
 }
@@ -175,6 +190,10 @@ func step(in Input) Result {
 		res.Wake = r.PauseUntil.Sub(in.Now)
 		return res
 	}
+	if in.Removing > 0 {
+		res.Wake = 200 * time.Millisecond
+		return res
+	}
 
 	total := len(in.Instances)
 	unhealthy := 0
@@ -238,6 +257,10 @@ func step(in Input) Result {
 		}
 	}
 	budget := size - unavailOther
+	if r.Policy.MaxSurge {
+		// New instances come up first: nothing is taken down.
+		budget = len(batch)
+	}
 	kept := batch[:0]
 	for _, c := range batch {
 		if c.Health != Healthy {
@@ -256,8 +279,18 @@ func step(in Input) Result {
 		return res
 	}
 	nb := model.RolloutBatch{Index: len(r.Batches), UpdateDomain: ud, Started: in.Now}
+	next := in.NextID
+	for _, inst := range in.Instances {
+		next = max(next, inst.ID+1)
+	}
 	for _, c := range batch {
 		nb.IDs = append(nb.IDs, c.ID)
+		if r.Policy.MaxSurge {
+			nb.Surge = append(nb.Surge, next)
+			res.Create = append(res.Create, Surge{ID: next, Replaces: c.ID, UpdateDomain: c.UpdateDomain})
+			next++
+			continue
+		}
 		nb.Prev = append(nb.Prev, model.RolloutPrev{ID: c.ID, ModelVersion: c.ModelVersion, Image: c.Image})
 		res.Actions = append(res.Actions, Action{Kind: ActUpgrade, ID: c.ID})
 	}
@@ -286,8 +319,30 @@ func stepBatch(in Input, r *model.Rollout, b *model.RolloutBatch, byID map[int64
 	var ok, bad []int64
 	decided := true
 	deadline := b.Started.Add(in.Grace)
-	for _, id := range b.IDs {
+	surge := len(b.Surge) == len(b.IDs) && len(b.Surge) > 0
+	var retire []int64
+	for i, id := range b.IDs {
 		inst := byID[id]
+		if surge {
+			// The replacement decides; the member keeps serving meanwhile.
+			nu := byID[b.Surge[i]]
+			switch {
+			case nu != nil && nu.Health == Healthy && !nu.Failed:
+				ok = append(ok, id)
+				if inst != nil {
+					retire = append(retire, id)
+				}
+			case nu == nil || nu.Failed || nu.Health == Unhealthy || !in.Now.Before(deadline):
+				bad = append(bad, id)
+				if nu != nil {
+					retire = append(retire, nu.ID)
+				}
+			default:
+				decided = false
+				res.Wake = deadline.Sub(in.Now)
+			}
+			continue
+		}
 		switch {
 		case inst == nil:
 			// Deleted meanwhile: neither succeeded nor failed.
@@ -310,6 +365,9 @@ func stepBatch(in Input, r *model.Rollout, b *model.RolloutBatch, byID map[int64
 	}
 	if !decided {
 		return res
+	}
+	for _, id := range retire {
+		res.Actions = append(res.Actions, Action{Kind: ActRetire, ID: id})
 	}
 	t := in.Now
 	b.Finished = &t
@@ -440,6 +498,7 @@ func clone(r *model.Rollout) *model.Rollout {
 	for i, b := range r.Batches {
 		b.IDs = slices.Clone(b.IDs)
 		b.Prev = slices.Clone(b.Prev)
+		b.Surge = slices.Clone(b.Surge)
 		if b.Finished != nil {
 			t := *b.Finished
 			b.Finished = &t

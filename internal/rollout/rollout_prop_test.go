@@ -43,6 +43,7 @@ func drawPolicy(t *rapid.T) model.RollingPolicy {
 		PrioritizeUnhealthyInstances:          rapid.Bool().Draw(t, "prioritize"),
 		RollbackFailedInstancesOnPolicyBreach: rapid.Bool().Draw(t, "rollback"),
 		DomainAware:                           rapid.Bool().Draw(t, "domainAware"),
+		MaxSurge:                              rapid.IntRange(1, 4).Draw(t, "maxSurge") == 1,
 		Approval:                              rapid.SampledFrom([]string{"", "", model.ApprovalEachBatch, model.ApprovalFirstBatch}).Draw(t, "approval"),
 	}
 }
@@ -114,6 +115,22 @@ func TestStepProperties(t *testing.T) {
 
 			// The world answers.
 			r = next
+			for _, sg := range res.Create {
+				if !pol.MaxSurge {
+					t.Fatalf("instances created without maxSurge")
+				}
+				nu := Instance{ID: sg.ID, UpdateDomain: sg.UpdateDomain, UpToDate: true, Health: rapid.SampledFrom(healths).Draw(t, "surgeHealth")}
+				nu.Failed = rapid.IntRange(1, 8).Draw(t, "surgeFails") == 1
+				w.insts = append(w.insts, nu)
+			}
+			for _, a := range res.Actions {
+				if a.Kind == ActRetire {
+					if !pol.MaxSurge {
+						t.Fatalf("retire without maxSurge")
+					}
+					w.insts = slices.DeleteFunc(w.insts, func(i Instance) bool { return i.ID == a.ID })
+				}
+			}
 			for _, a := range res.Actions {
 				for i := range w.insts {
 					if w.insts[i].ID != a.ID {
@@ -192,6 +209,17 @@ func checkNewBatch(t *rapid.T, in Input, next *model.Rollout, batched map[int64]
 		if inst.Health != Healthy && !slices.Contains(b.IDs, inst.ID) {
 			unavailOther++
 		}
+	}
+	if len(b.Surge) > 0 {
+		if len(b.Surge) != len(b.IDs) {
+			t.Fatalf("surge %v for members %v", b.Surge, b.IDs)
+		}
+		for _, id := range b.Surge {
+			if _, ok := byID[id]; ok {
+				t.Fatalf("surge instance id %d is taken", id)
+			}
+		}
+		healthyIn = 0 // nothing goes down
 	}
 	if healthyIn > 0 && unavailOther+healthyIn > size {
 		t.Fatalf("batch takes %d healthy instances down with %d already unavailable: more than %d", healthyIn, unavailOther, size)

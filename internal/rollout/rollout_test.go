@@ -334,3 +334,22 @@ func TestRecordRollback(t *testing.T) {
 		t.Errorf("progress %+v", p)
 	}
 }
+
+func TestStepMaxSurge(t *testing.T) {
+	p := defaultPolicy()
+	p.MaxSurge = true
+	res := Step(Input{Rollout: running(p), Instances: fleet(10), Now: t0, Grace: time.Minute, NextID: 12})
+	want := []Surge{{ID: 12, Replaces: 0, UpdateDomain: 0}, {ID: 13, Replaces: 5, UpdateDomain: 0}}
+	if !slices.Equal(res.Create, want) || len(res.Actions) != 0 || !slices.Equal(res.Rollout.Batches[0].Surge, []int64{12, 13}) {
+		t.Fatalf("surge batch: create %v actions %v batch %+v", res.Create, res.Actions, res.Rollout.Batches)
+	}
+	// Replacements up: one healthy, one unhealthy.
+	insts := append(fleet(10), Instance{ID: 12, UpToDate: true, Health: Healthy}, Instance{ID: 13, UpToDate: true, Health: Unhealthy})
+	res = Step(Input{Rollout: res.Rollout, Instances: insts, Now: t0.Add(time.Second), Grace: time.Minute})
+	if got := ids(res.Actions, ActRetire); !slices.Equal(got, []int64{0, 13}) {
+		t.Errorf("retired %v, want the replaced 0 and the failed replacement 13", got)
+	}
+	if r := res.Rollout; !slices.Equal(r.Succeeded, []int64{0}) || !slices.Equal(r.Failed, []int64{5}) || r.Status != model.RolloutFaulted {
+		t.Errorf("after the surge batch: %s succeeded %v failed %v", r.Status, r.Succeeded, r.Failed)
+	}
+}

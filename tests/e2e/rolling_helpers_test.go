@@ -99,18 +99,20 @@ type sampler struct {
 	stop    chan struct{}
 	done    chan struct{}
 
-	mu       sync.Mutex
-	worst    int
-	worstAt  string
-	samples  int
-	errs     []string
-	upgraded []vm // in the order they were first seen on a new version
-	seen     map[string]string
+	mu         sync.Mutex
+	minHealthy int
+	maxTotal   int
+	worst      int
+	worstAt    string
+	samples    int
+	errs       []string
+	upgraded   []vm // in the order they were first seen on a new version
+	seen       map[string]string
 }
 
 func startSampler(t testing.TB, e *testenv.Env, rg, name string, allowed int) *sampler {
 	t.Helper()
-	s := &sampler{e: e, path: e.VMSSPath(rg, name), allowed: allowed, stop: make(chan struct{}), done: make(chan struct{}), seen: map[string]string{}}
+	s := &sampler{e: e, path: e.VMSSPath(rg, name), allowed: allowed, stop: make(chan struct{}), done: make(chan struct{}), seen: map[string]string{}, minHealthy: -1}
 	// The first sample sets the baseline versions.
 	s.sample(true)
 	go func() {
@@ -165,6 +167,10 @@ func (s *sampler) sample(first bool) {
 		s.seen[v.InstanceID] = ver
 	}
 	s.samples++
+	if healthy := len(vms) - down; s.minHealthy < 0 || healthy < s.minHealthy {
+		s.minHealthy = healthy
+	}
+	s.maxTotal = max(s.maxTotal, len(vms))
 	if down > s.worst {
 		s.worst, s.worstAt = down, fmt.Sprint(who)
 	}

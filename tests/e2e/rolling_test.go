@@ -385,3 +385,40 @@ func TestRollingPolicyValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestRollingUpgradeMaxSurge: with maxSurge each batch's replacements are
+// created on the new model first and the old instances deleted once the
+// new ones are healthy: the set never has fewer healthy instances than its
+// capacity, and never more than capacity + a batch.
+func TestRollingUpgradeMaxSurge(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "web")
+	waitOp(t, e, e.Do(http.MethodPut, path, rollingBody(10, "1.0.0", map[string]any{"maxBatchInstancePercent": 20, "maxSurge": true})))
+	before := waitHealthy(t, e, "rg", "web", 10, 60*time.Second)
+	s := startSampler(t, e, "rg", "web", 2)
+	setVersion(t, e, path, "1.1.0")
+	st := waitRolling(t, e, path, "Completed", 60*time.Second)
+	s.Stop(t)
+	if st.Properties.Progress.Successful != 10 || st.Properties.Vmssd.Batches != 5 {
+		t.Errorf("progress %+v in %d batches", st.Properties.Progress, st.Properties.Vmssd.Batches)
+	}
+	after := waitHealthy(t, e, "rg", "web", 10, 30*time.Second)
+	if c := countVersions(after); c["1.1.0"] != 10 {
+		t.Errorf("versions: %v", c)
+	}
+	old := map[string]bool{}
+	for _, v := range before {
+		old[v.InstanceID] = true
+	}
+	for _, v := range after {
+		if old[v.InstanceID] {
+			t.Errorf("instance %s was upgraded in place, not replaced", v.InstanceID)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.minHealthy < 10 || s.maxTotal > 12 {
+		t.Errorf("during the surge: at least %d healthy, at most %d instances; want >= 10 and <= 12", s.minHealthy, s.maxTotal)
+	}
+}
