@@ -259,6 +259,7 @@ func (d *Driver) Close() error {
 	for _, fw := range fws {
 		fw.Close()
 	}
+	d.removeIdleRunDir()
 	return nil
 }
 

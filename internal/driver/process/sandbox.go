@@ -537,6 +537,25 @@ func (d *Driver) untrackForward(fw *sandbox.Forwarder) {
 	fw.Close()
 }
 
+// removeIdleRunDir removes the run directory and cgroups of a closing
+// driver that has no instances (only empty directories go: anything left
+// in them stays for the next Recover).
+func (d *Driver) removeIdleRunDir() {
+	if d.sb == nil {
+		return
+	}
+	d.mu.Lock()
+	idle := len(d.instances) == 0
+	d.mu.Unlock()
+	if !idle {
+		return
+	}
+	for _, dir := range []string{filepath.Join(d.sb.runDir, "bundles"), filepath.Join(d.sb.runDir, "runc"), d.sb.runDir} {
+		os.Remove(dir)
+	}
+	sandbox.RemoveCgroups("/vmssd/" + d.sb.scope)
+}
+
 // removeBundle removes the run directory of a deleted instance.
 func (d *Driver) removeBundle(id string) {
 	if d.sb == nil {
