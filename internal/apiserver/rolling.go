@@ -470,9 +470,40 @@ func validateRolling(m *armcompute.VirtualMachineScaleSet) error {
 		if ext.Protocol != "tcp" && ext.RequestPath != "" && !strings.HasPrefix(ext.RequestPath, "/") {
 			return errs.InvalidParameter(target+".requestPath", "The Application Health extension requestPath '%s' must start with '/'.", clip(ext.RequestPath))
 		}
+		if settings, _ := healthSettings(m); settings != nil {
+			for _, c := range []struct {
+				name   string
+				lo, hi int
+			}{{"intervalInSeconds", 5, 60}, {"numberOfProbes", 1, 24}, {"gracePeriod", 0, 14400}} {
+				if v, ok := settings[c.name]; ok {
+					n, isNum := v.(float64)
+					if !isNum || n != float64(int(n)) || int(n) < c.lo || int(n) > c.hi {
+						return errs.InvalidParameter(target+"."+c.name, "The Application Health extension setting '%s' must be a whole number between %d and %d.", c.name, c.lo, c.hi)
+					}
+				}
+			}
+		}
 		if ext.Grace > 4*time.Hour {
 			return errs.InvalidParameter(target+".gracePeriod", "The Application Health extension gracePeriod is out of range: at most 14400 seconds.")
 		}
 	}
 	return nil
+}
+
+// healthSettings returns the Application Health extension's settings object.
+func healthSettings(m *armcompute.VirtualMachineScaleSet) (map[string]any, bool) {
+	p := m.Properties
+	if p == nil || p.VirtualMachineProfile == nil || p.VirtualMachineProfile.ExtensionProfile == nil {
+		return nil, false
+	}
+	for _, ext := range p.VirtualMachineProfile.ExtensionProfile.Extensions {
+		if ext == nil || ext.Properties == nil || ext.Properties.Type == nil {
+			continue
+		}
+		if oneOf(*ext.Properties.Type, "ApplicationHealthLinux", "ApplicationHealthWindows") {
+			s, ok := ext.Properties.Settings.(map[string]any)
+			return s, ok
+		}
+	}
+	return nil, false
 }

@@ -27,10 +27,11 @@ import (
 // instance is touched; upgrades and rollbacks reuse the reconciler's
 // upgrade action (act with reconcile.ActUpgrade).
 
-// defaultRolloutGrace bounds how long a rollout waits for an upgraded
-// instance to become healthy when the model has no Application Health
-// extension (whose gracePeriod is used otherwise).
-const defaultRolloutGrace = 30 * time.Second
+// rolloutSlack is added to the health grace period (the Application Health
+// extension's gracePeriod, or the hosts' own) to bound how long a rollout
+// waits for an upgraded instance to report: it covers the upgrade itself
+// (a VM's boot), which the grace period does not.
+const rolloutSlack = 30 * time.Second
 
 // latestRollout returns a scale set's newest rollout and its revision (nil
 // when it has none).
@@ -51,11 +52,15 @@ func latestRollout(ctx context.Context, s store.Store, ref model.SetRef) (*model
 func (c *Controller) applyProbes(set *model.ScaleSet, insts []*model.Instance) (time.Duration, bool) {
 	ext, ok := set.HealthExtension()
 	var spec *host.ProbeSpec
-	grace := defaultRolloutGrace
+	var grace time.Duration
+	for _, h := range c.opts.Hosts {
+		grace = max(grace, h.Grace())
+	}
 	if ok {
 		spec = &host.ProbeSpec{Protocol: ext.Protocol, Port: ext.Port, Path: ext.RequestPath, Interval: ext.Interval, Probes: ext.Probes, Grace: ext.Grace}
 		grace = ext.Grace
 	}
+	grace += rolloutSlack
 	for _, inst := range insts {
 		if h := c.hosts[inst.Host]; h != nil {
 			h.SetProbe(inst.VMID, spec)
@@ -137,6 +142,17 @@ func (c *Controller) step(ctx context.Context, set *model.ScaleSet, st *model.Sc
 		}
 		if kind == model.RolloutKindAutomaticOS {
 			a := set.AutomaticOSUpgrade()
+			if !a.UseRollingPolicy {
+				// Azure's defaults, unless useRollingUpgradePolicy; vmssd's
+				// tags (domain-aware, approval) still apply.
+				pol := set.RollingPolicy()
+				nr.Policy = model.RollingPolicy{
+					MaxBatchInstancePercent:             model.DefaultMaxBatchInstancePercent,
+					MaxUnhealthyInstancePercent:         model.DefaultMaxUnhealthyInstancePercent,
+					MaxUnhealthyUpgradedInstancePercent: model.DefaultMaxUnhealthyUpgradedInstancePercent,
+					DomainAware:                         pol.DomainAware, Approval: pol.Approval,
+				}
+			}
 			nr.StartedBy = model.StartedByPlatform
 			nr.DisableRollback = a.DisableRollback
 			// An automatic OS upgrade rolls failed instances back unless

@@ -73,6 +73,10 @@ func (h *Host) SetProbe(vmid string, spec *ProbeSpec) {
 	p.specs[vmid] = *spec
 }
 
+// Grace is how long an instance started on this host may be unhealthy
+// and still be reported Initializing (the built-in probe's grace period).
+func (h *Host) Grace() time.Duration { return h.opts.Grace }
+
 func (p *prober) spec(vmid string) (ProbeSpec, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -121,6 +121,7 @@ type Result struct {
 // Breach error codes (Azure's).
 const (
 	CodeMaxUnhealthy         = "MaxUnhealthyInstancePercentExceededInRollingUpgrade"
+	CodeMaxUnhealthyBefore   = "MaxUnhealthyInstancePercentExceededBeforeRollingUpgrade"
 	CodeMaxUnhealthyUpgraded = "MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade"
 	// CodeDomainNotHealthy is vmssd's (domain-aware rolling).
 	CodeDomainNotHealthy = "UpdateDomainNotHealthyInRollingUpgrade"
@@ -203,7 +204,11 @@ func step(in Input) Result {
 		}
 	}
 	if unhealthy*100 > r.Policy.MaxUnhealthyInstancePercent*total {
-		end(r, model.RolloutFaulted, in.Now, &arm.ErrorDetail{Code: CodeMaxUnhealthy, Message: fmt.Sprintf(
+		code := CodeMaxUnhealthy
+		if len(r.Batches) == 0 {
+			code = CodeMaxUnhealthyBefore
+		}
+		end(r, model.RolloutFaulted, in.Now, &arm.ErrorDetail{Code: code, Message: fmt.Sprintf(
 			"Rolling Upgrade failed after exceeding the MaxUnhealthyInstancePercent value defined in the RollingUpgradePolicy: %d of %d instances (%d%%) are unhealthy, the policy allows %d%%.",
 			unhealthy, total, unhealthy*100/max(total, 1), r.Policy.MaxUnhealthyInstancePercent)})
 		return res

@@ -145,6 +145,16 @@ func TestStep(t *testing.T) {
 				f[7].Health, f[8].Health, f[9].Health = Unhealthy, Unknown, Unhealthy
 				return f
 			}(),
+			status: model.RolloutFaulted, errCode: CodeMaxUnhealthyBefore,
+		},
+		{
+			name: "too many unhealthy after a batch",
+			r:    finished(withBatch(running(defaultPolicy()), 0, 0, 5)),
+			insts: func() []Instance {
+				f := upgraded(fleet(10), Healthy, 0, 5)
+				f[7].Health, f[8].Health, f[9].Health = Unhealthy, Unknown, Unhealthy
+				return f
+			}(),
 			status: model.RolloutFaulted, errCode: CodeMaxUnhealthy,
 		},
 		{

@@ -422,3 +422,61 @@ func TestRollingUpgradeMaxSurge(t *testing.T) {
 		t.Errorf("during the surge: at least %d healthy, at most %d instances; want >= 10 and <= 12", s.minHealthy, s.maxTotal)
 	}
 }
+
+// withHealthExtension adds an Application Health extension to a body.
+func withHealthExtension(body map[string]any, settings map[string]any) map[string]any {
+	vp := body["properties"].(map[string]any)["virtualMachineProfile"].(map[string]any)
+	vp["extensionProfile"] = map[string]any{"extensions": []any{map[string]any{
+		"name": "health",
+		"properties": map[string]any{
+			"publisher": "Microsoft.ManagedServices", "type": "ApplicationHealthLinux", "typeHandlerVersion": "1.0",
+			"settings": settings,
+		},
+	}}}
+	return body
+}
+
+// TestApplicationHealthExtensionProbe: with an Application Health extension
+// in the model, the host probes what the extension says: a tcp probe finds
+// an image whose HTTP health answer is 503 healthy, an http probe of a path
+// the guest does not serve finds a good image unhealthy. Bad settings are
+// refused.
+func TestApplicationHealthExtensionProbe(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{HealthGrace: time.Second})
+	e.CreateRG("rg")
+	badImage(t, e, "2.0.0")
+	tcp := withHealthExtension(testenv.VMSSBody(2, "2.0.0", "Manual"), map[string]any{"protocol": "tcp", "port": 80, "intervalInSeconds": 5, "numberOfProbes": 1})
+	waitOp(t, e, e.Do(http.MethodPut, e.VMSSPath("rg", "tcp"), tcp))
+	waitHealthy(t, e, "rg", "tcp", 2, 30*time.Second)
+
+	missing := withHealthExtension(testenv.VMSSBody(2, "1.0.0", "Manual"), map[string]any{"protocol": "http", "port": 80, "requestPath": "/missing", "gracePeriod": 1})
+	waitOp(t, e, e.Do(http.MethodPut, e.VMSSPath("rg", "http"), missing))
+	testenv.Eventually(t, 30*time.Second, "instances unhealthy on the extension's path", func() bool {
+		vms := listVMs(t, e, "rg", "http")
+		n := 0
+		for _, v := range vms {
+			if v.health() == "HealthState/unhealthy" {
+				n++
+			}
+		}
+		return len(vms) == 2 && n == 2
+	})
+	// The same set probed on /health is healthy again.
+	fixed := withHealthExtension(map[string]any{"properties": map[string]any{"virtualMachineProfile": map[string]any{}}},
+		map[string]any{"protocol": "http", "port": 80, "requestPath": "/health", "gracePeriod": 1})
+	waitOp(t, e, e.Do(http.MethodPatch, e.VMSSPath("rg", "http"), fixed))
+	waitHealthy(t, e, "rg", "http", 2, 30*time.Second)
+
+	for _, bad := range []map[string]any{
+		{"protocol": "udp", "port": 80},
+		{"protocol": "tcp"},
+		{"protocol": "http", "port": 80, "intervalInSeconds": 1},
+		{"protocol": "http", "port": 80, "numberOfProbes": 30},
+		{"protocol": "http", "port": 80, "requestPath": "health"},
+	} {
+		r := e.Do(http.MethodPut, e.VMSSPath("rg", "bad"), withHealthExtension(testenv.VMSSBody(1, "1.0.0", "Manual"), bad))
+		if r.Status != http.StatusBadRequest || r.ErrorCode() != "InvalidParameter" {
+			t.Errorf("settings %v: %d %s, want 400 InvalidParameter", bad, r.Status, r.Body)
+		}
+	}
+}
