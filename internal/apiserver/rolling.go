@@ -34,6 +34,8 @@ func (s *Server) registerRolling(cv map[string]bool) {
 	s.handle(get, vmssP+"/rollingUpgrades/latest", cv, s.latestRollingUpgrade)
 	s.handle(post, vmssP+"/rollingUpgrades/approve", cv, s.approveRollingUpgrade)
 	s.handle(get, vmssP+"/osUpgradeHistory", cv, s.osUpgradeHistory)
+	// Azure's newer approveRollingUpgrade (202 only) passes the gate too.
+	s.handle(post, vmssP+"/approveRollingUpgrade", cv, s.approveRollingUpgradeLRO)
 }
 
 const typeRollingUpgrade = "Microsoft.Compute/virtualMachineScaleSets/rollingUpgrades"
@@ -215,6 +217,46 @@ func (s *Server) approveRollingUpgrade(w http.ResponseWriter, r *http.Request, r
 		return err
 	}
 	writeJSON(w, http.StatusOK, s.renderRolling(ro))
+	return nil
+}
+
+// approveRollingUpgradeLRO is POST approveRollingUpgrade, Azure's shape of
+// an approval: 202 and an operation, which has succeeded once the gate is
+// passed.
+func (s *Server) approveRollingUpgradeLRO(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ctx := r.Context()
+	ref := s.ref(rc)
+	if _, err := readBody(r); err != nil {
+		return err
+	}
+	var op *model.Operation
+	err := retryConflicts(func() error {
+		set, _, err := s.loadSet(ctx, ref)
+		if err != nil {
+			return err
+		}
+		ro, rev, err := latestRollout(ctx, s.opts.Store, ref)
+		if err != nil {
+			return err
+		}
+		if ro == nil || !ro.Active() || ro.Phase != model.PhaseAwaitingApproval {
+			return errs.New(errs.Conflict, "NoApprovalPending", "No rolling upgrade of the scale set '%s' is waiting for approval.", ref.Name)
+		}
+		now := s.opts.Now()
+		ro.Approvals++
+		ro.Phase = ""
+		ro.LastAction, ro.LastActionTime = "Approve", now
+		op = s.rolloutOperation("vmss.approveRollingUpgrade", set)
+		op.Status, op.End = arm.StatusSucceeded, &now
+		key := model.RolloutKey(ref, ro.Seq)
+		_, err = s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, ro), state.PutOp(model.OperationKey(op.ID), op))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.lroHeaders(w, r, op, rc.api)
+	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
 

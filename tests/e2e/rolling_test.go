@@ -480,3 +480,43 @@ func TestApplicationHealthExtensionProbe(t *testing.T) {
 		}
 	}
 }
+
+// TestRollingUpgradeDomainAware: with vmssd.rolling.domainAware the batch
+// cap applies inside one update domain (50 % of a domain of 2 is 1) and
+// each gate waits for the whole previous domain; approval gates after each
+// batch are passed with Azure's approveRollingUpgrade.
+func TestRollingUpgradeDomainAware(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "web")
+	body := rollingBody(10, "1.0.0", map[string]any{"maxBatchInstancePercent": 50})
+	body["tags"] = map[string]any{"vmssd.rolling.domainAware": "true", "vmssd.rolling.approval": "eachBatch"}
+	waitOp(t, e, e.Do(http.MethodPut, path, body))
+	waitHealthy(t, e, "rg", "web", 10, 60*time.Second)
+	s := startSampler(t, e, "rg", "web", 1)
+	setVersion(t, e, path, "1.1.0")
+	for i := 0; ; i++ {
+		var st rollingStatus
+		testenv.Eventually(t, 30*time.Second, "a gate or the end", func() bool {
+			st, _ = latestRolling(t, e, path)
+			return st.Properties.Vmssd.AwaitingApproval || st.Properties.RunningStatus.Code == "Completed"
+		})
+		if st.Properties.RunningStatus.Code == "Completed" {
+			if i != 9 || st.Properties.Vmssd.Batches != 10 {
+				t.Errorf("completed after %d approvals and %d batches, want 9 and 10", i, st.Properties.Vmssd.Batches)
+			}
+			break
+		}
+		if st.Properties.Progress.Successful != i+1 {
+			t.Fatalf("gate %d: %d upgraded", i, st.Properties.Progress.Successful)
+		}
+		r := e.Do(http.MethodPost, path+"/approveRollingUpgrade", nil)
+		mustAccepted(t, r)
+		waitOp(t, e, r)
+	}
+	time.Sleep(300 * time.Millisecond) // the sampler sees the last batch
+	s.Stop(t)
+	if order := s.upgradeOrder(); !slices.IsSorted(order) || len(order) != 10 {
+		t.Errorf("update domains in upgrade order %v", order)
+	}
+}
