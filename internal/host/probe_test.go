@@ -98,7 +98,8 @@ func TestProbeAnswers(t *testing.T) {
 		{"unhealthy", unhealthy.URL + "/health", false, "2.0.0", `health probe answered 503 Service Unavailable (status "Unhealthy")`},
 		{"nothing listens", closedURL + "/health", false, "", "connection refused"},
 		{"a name, not an address", strings.Replace(ok.URL, "127.0.0.1", "localhost", 1) + "/health", false, "", "must be an IP address and port"},
-		{"https", strings.Replace(ok.URL, "http:", "https:", 1), false, "", "only http://IP:PORT/PATH"},
+		{"https to a plain http server", strings.Replace(ok.URL, "http:", "https:", 1), false, "", "server gave HTTP response to HTTPS client"},
+		{"another scheme", strings.Replace(ok.URL, "http:", "ftp:", 1), false, "", "only http://IP:PORT/PATH"},
 	} {
 		r := p.get(context.Background(), tc.url)
 		if r.ok != tc.ok || r.version != tc.version || !strings.Contains(r.err, tc.err) || (tc.err == "") != (r.err == "") {
