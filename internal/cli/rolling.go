@@ -136,6 +136,20 @@ func (o *rollingApproveOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode == http.StatusOK {
+		// The answer is the rolling upgrade's status, as get-latest shows it.
+		b, err := runtime.Payload(resp)
+		if err != nil || len(b) == 0 {
+			return err
+		}
+		var info armcompute.RollingUpgradeStatusInfo
+		var doc map[string]any
+		if err := json.Unmarshal(b, &info); err != nil {
+			return fmt.Errorf("approve: decode the answer: %w", err)
+		}
+		_ = json.Unmarshal(b, &doc)
+		return o.root.print(doc, func() table { return rollingStatusTable(&info, doc) })
+	}
 	if resp.StatusCode != http.StatusAccepted || (resp.Header.Get("Azure-AsyncOperation") == "" && resp.Header.Get("Location") == "") {
 		return nil
 	}
@@ -504,14 +518,15 @@ func (p *upgradePolicyFlags) apply(set *armcompute.VirtualMachineScaleSet) {
 	}
 }
 
-// setTag sets a tag ("" removes it).
+// setTag sets a tag; "" removes it: a null tag, since the server merges a
+// PUT onto the stored scale set (JSON merge patch) and keeps absent tags.
 func setTag(set *armcompute.VirtualMachineScaleSet, k, v string) {
-	if v == "" {
-		delete(set.Tags, k)
-		return
-	}
 	if set.Tags == nil {
 		set.Tags = map[string]*string{}
+	}
+	if v == "" {
+		set.Tags[k] = nil
+		return
 	}
 	set.Tags[k] = ptr(v)
 }

@@ -35,6 +35,15 @@ func (c *ctl) runIn(stdin io.Reader, stderr io.Writer, args ...string) (string, 
 	return out.String(), code
 }
 
+// newUpgradeCtl is a vmssctl with a raw token: these tests run many
+// invocations while they poll, which would hit the token endpoint's rate
+// limit (tests/e2e/upgradewalk_test.go signs in with the client secret).
+func newUpgradeCtl(t *testing.T, e *testenv.Env) *ctl {
+	c := newCtl(t, e)
+	c.env["VMSSCTL_TOKEN"] = e.Token
+	return c
+}
+
 // addDemoImage publishes a demo guest image version (healthy or not).
 func addDemoImage(t *testing.T, c *ctl, sku, version string, healthy bool) {
 	t.Helper()
@@ -169,7 +178,7 @@ func (s *udSampler) finish() {
 // re-run, a SKU change on one instance, and --no-wait.
 func TestUpgradeWalk(t *testing.T) {
 	e := testenv.Start(t, testenv.Options{HealthGrace: 10 * time.Second})
-	c := newCtl(t, e)
+	c := newUpgradeCtl(t, e)
 	c.ok("group", "create", "-n", "rg1", "-o", "none")
 	createWalkSet(t, c, "web", 11, "1.0.0")
 
@@ -309,7 +318,7 @@ func TestUpgradeWalk(t *testing.T) {
 // looped forever on a failed VM) and walked on regardless of health.
 func TestUpgradeBadImage(t *testing.T) {
 	e := testenv.Start(t, testenv.Options{HealthGrace: 6 * time.Second})
-	c := newCtl(t, e)
+	c := newUpgradeCtl(t, e)
 	c.ok("group", "create", "-n", "rg1", "-o", "none")
 	addDemoImage(t, c, "guest", "2.0.0", false)
 	createWalkSet(t, c, "web", 5, "1.0.0")
@@ -357,7 +366,7 @@ func TestUpgradeBadImage(t *testing.T) {
 // line with bars on a terminal.
 func TestUpgradeConfirmPrompt(t *testing.T) {
 	e := testenv.Start(t, testenv.Options{})
-	c := newCtl(t, e)
+	c := newUpgradeCtl(t, e)
 	c.ok("group", "create", "-n", "rg1", "-o", "none")
 	createWalkSet(t, c, "web", 2, "1.0.0")
 
@@ -448,7 +457,7 @@ func TestUpgradeUsage(t *testing.T) {
 // would fight; the walk refuses and says what to use instead.
 func TestUpgradeRefusesNonManualPolicy(t *testing.T) {
 	e := testenv.Start(t, testenv.Options{})
-	c := newCtl(t, e)
+	c := newUpgradeCtl(t, e)
 	c.ok("group", "create", "-n", "rg1", "-o", "none")
 	c.ok("vmss", "create", "-g", "rg1", "-n", "auto", "--image", "vmssd:demo:guest:1.0.0", "--instance-count", "1", "--upgrade-policy-mode", "Automatic", "-o", "none")
 	_, errOut, code := c.run("vmss", "upgrade", "-g", "rg1", "-n", "auto", "--new-version", "1.1.0", "--all-domains", "-y")
@@ -461,5 +470,170 @@ func TestUpgradeRefusesNonManualPolicy(t *testing.T) {
 	_, errOut, code = c.run("vmss", "upgrade", "-g", "rg1", "-n", "missing", "--all-domains", "-y")
 	if code != ExitNotFound || !strings.Contains(errOut, "ResourceNotFound") {
 		t.Errorf("missing set: exit %d, %q", code, errOut)
+	}
+}
+
+// TestUpgradePolicyFlags: `vmss update` sets the upgrade policy with az's
+// flag names (and vmssd's extensions as their tags).
+func TestUpgradePolicyFlags(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	c := newUpgradeCtl(t, e)
+	c.ok("group", "create", "-n", "rg1", "-o", "none")
+	c.ok("vmss", "create", "-g", "rg1", "-n", "web", "--image", "vmssd:demo:guest:latest", "--instance-count", "1", "-o", "none")
+
+	var set armcompute.VirtualMachineScaleSet
+	c.json(&set, "vmss", "update", "-g", "rg1", "-n", "web", "--upgrade-policy-mode", "rolling",
+		"--max-batch-instance-percent", "30", "--max-unhealthy-instance-percent", "40", "--max-unhealthy-upgraded-instance-percent", "50",
+		"--pause-time-between-batches", "90s", "--prioritize-unhealthy-instances", "true", "--max-surge", "false",
+		"--rollback-failed-instances-on-policy-breach", "true", "--enable-auto-os-upgrade", "true", "--disable-auto-rollback", "false",
+		"--domain-aware", "true", "--approval", "firstbatch")
+	c.json(&set, "vmss", "show", "-g", "rg1", "-n", "web")
+	up := set.Properties.UpgradePolicy
+	rp, ap := up.RollingUpgradePolicy, up.AutomaticOSUpgradePolicy
+	if str(up.Mode) != "Rolling" || rp == nil || ap == nil {
+		t.Fatalf("upgrade policy: %+v", up)
+	}
+	if *rp.MaxBatchInstancePercent != 30 || *rp.MaxUnhealthyInstancePercent != 40 || *rp.MaxUnhealthyUpgradedInstancePercent != 50 ||
+		str(rp.PauseTimeBetweenBatches) != "PT1M30S" || !*rp.PrioritizeUnhealthyInstances || *rp.MaxSurge || !*rp.RollbackFailedInstancesOnPolicyBreach {
+		t.Errorf("rolling policy: %s", mustJSON(rp))
+	}
+	if !*ap.EnableAutomaticOSUpgrade || *ap.DisableAutomaticRollback {
+		t.Errorf("automatic OS upgrade policy: %s", mustJSON(ap))
+	}
+	if str(set.Tags[tagDomainAware]) != "true" || str(set.Tags[tagApproval]) != "firstBatch" {
+		t.Errorf("tags: %s", mustJSON(set.Tags))
+	}
+	// Flags change only what they name; --approval none removes the gate.
+	c.ok("vmss", "update", "-g", "rg1", "-n", "web", "--max-batch-instance-percent", "20", "--approval", "none")
+	set = armcompute.VirtualMachineScaleSet{} // (decoding into a used map would merge into it)
+	c.json(&set, "vmss", "show", "-g", "rg1", "-n", "web")
+	rp = set.Properties.UpgradePolicy.RollingUpgradePolicy
+	if *rp.MaxBatchInstancePercent != 20 || *rp.MaxUnhealthyInstancePercent != 40 || str(set.Properties.UpgradePolicy.Mode) != "Rolling" {
+		t.Errorf("after a second update: %s", mustJSON(set.Properties.UpgradePolicy))
+	}
+	if _, ok := set.Tags[tagApproval]; ok || str(set.Tags[tagDomainAware]) != "true" {
+		t.Errorf("tags after --approval none: %s", mustJSON(set.Tags))
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--max-batch-instance-percent", "150"}, "a percentage (0-100)"},
+		{[]string{"--pause-time-between-batches", "soon"}, "ISO 8601"},
+		{[]string{"--max-surge", "maybe"}, "choose from true, false"},
+		{[]string{"--upgrade-policy-mode", "Sometimes"}, "invalid choice"},
+		{[]string{"--approval", "always"}, "invalid choice"},
+		{nil, "at least one --set PATH=VALUE or upgrade policy flag"},
+	} {
+		out, errOut, code := c.run(append([]string{"vmss", "update", "-g", "rg1", "-n", "web"}, tc.args...)...)
+		if code != ExitUsage || out != "" || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q (want %q)", tc.args, code, out, errOut, tc.want)
+		}
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestRollingUpgradeCommands drives the server's rolling upgrades through
+// vmssctl: start (osRollingUpgrade), an approval gate shown by get-latest
+// and passed with approve, cancel, and the history.
+func TestRollingUpgradeCommands(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	c := newUpgradeCtl(t, e)
+	c.ok("group", "create", "-n", "rg1", "-o", "none")
+	c.ok("vmss", "create", "-g", "rg1", "-n", "web", "--image", "vmssd:demo:guest:latest", "--instance-count", "4",
+		"--upgrade-policy-mode", "Rolling", "-o", "none")
+	rg := []string{"-g", "rg1", "-n", "web"}
+	cmd := func(args ...string) []string { return append(args, rg...) }
+
+	// Nothing ran yet: get-latest is not found, cancel has nothing to stop.
+	if _, errOut, code := c.run(cmd("vmss", "rolling-upgrade", "get-latest")...); code != ExitNotFound || !strings.Contains(errOut, "ERROR: NotFound: ") {
+		t.Errorf("get-latest before any: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := c.run(cmd("vmss", "rolling-upgrade", "cancel")...); code != ExitError || !strings.Contains(errOut, "OperationNotAllowed") {
+		t.Errorf("cancel with nothing running: exit %d, %q", code, errOut)
+	}
+
+	// A canary: stop after the first batch (one instance of four) until approved.
+	c.ok(cmd("vmss", "update", "--max-batch-instance-percent", "25", "--approval", "firstBatch", "-o", "none")...)
+	addDemoImage(t, c, "guest", "1.2.0", true)
+	if out, errOut, code := c.run(cmd("vmss", "rolling-upgrade", "start", "--no-wait")...); code != ExitOK || out != "" {
+		t.Fatalf("start --no-wait: exit %d, %q %q", code, out, errOut)
+	}
+	phase := func() string {
+		out, _, code := c.run(cmd("vmss", "rolling-upgrade", "get-latest", "--query", "[[properties.runningStatus.code, properties.vmssd.phase]]", "-o", "tsv")...)
+		if code != ExitOK {
+			return ""
+		}
+		return strings.TrimSpace(out)
+	}
+	testenv.Eventually(t, 60*time.Second, "the rollout waiting for approval", func() bool { return phase() == "RollingForward\tAwaitingApproval" })
+	out := c.ok(cmd("vmss", "rolling-upgrade", "get-latest", "-o", "table")...)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[2], "RollingForward  AwaitingApproval") {
+		t.Errorf("get-latest table:\n%s", out)
+	}
+	upgraded := 0
+	for _, in := range walkStates(t, c, "web") {
+		if in.Image == "1.2.0" {
+			upgraded++
+		}
+	}
+	if upgraded != 1 {
+		t.Errorf("%d instances upgraded at the canary gate, want 1", upgraded)
+	}
+	var st map[string]any
+	c.json(&st, cmd("vmss", "rolling-upgrade", "approve")...)
+	if props, _ := st["properties"].(map[string]any); props == nil || props["runningStatus"] == nil {
+		t.Errorf("approve answer: %v", st)
+	}
+	if _, errOut, code := c.run(cmd("vmss", "rolling-upgrade", "approve")...); code != ExitError || !strings.Contains(errOut, "NoApprovalPending") {
+		t.Errorf("a second approve: exit %d, %q", code, errOut)
+	}
+	testenv.Eventually(t, 60*time.Second, "the rollout completed", func() bool { return strings.HasPrefix(phase(), "Completed") })
+	for _, in := range walkStates(t, c, "web") {
+		if in.Image != "1.2.0" || in.down() {
+			t.Errorf("after the rollout: instance %d image %s health %s", in.ID, in.Image, in.Health)
+		}
+	}
+
+	// Cancel at a gate: every batch waits for approval.
+	c.ok(cmd("vmss", "update", "--approval", "eachBatch", "-o", "none")...)
+	addDemoImage(t, c, "guest", "1.3.0", true)
+	c.ok(cmd("vmss", "rolling-upgrade", "start", "--no-wait")...)
+	testenv.Eventually(t, 60*time.Second, "the second rollout at its gate", func() bool { return phase() == "RollingForward\tAwaitingApproval" })
+	c.ok(cmd("vmss", "rolling-upgrade", "cancel")...)
+	if p := phase(); !strings.HasPrefix(p, "Cancelled") {
+		t.Errorf("after cancel: %q", p)
+	}
+
+	// Without a gate, start waits for the whole rollout.
+	c.ok(cmd("vmss", "update", "--approval", "none", "-o", "none")...)
+	if _, errOut, code := c.run(cmd("vmss", "rolling-upgrade", "start")...); code != ExitOK {
+		t.Fatalf("start: exit %d, %q", code, errOut)
+	}
+	if p := phase(); !strings.HasPrefix(p, "Completed") {
+		t.Errorf("after start: %q", p)
+	}
+	for _, in := range walkStates(t, c, "web") {
+		if in.Image != "1.3.0" {
+			t.Errorf("after start: instance %d image %s", in.ID, in.Image)
+		}
+	}
+
+	// The history, newest first.
+	rows := c.tsvRows(cmd("vmss", "get-os-upgrade-history", "--query", "[].[properties.runningStatus.code, properties.startedBy, properties.targetImageReference.exactVersion]")...)
+	want := [][]string{{"Completed", "User", "1.3.0"}, {"Cancelled", "User", "1.3.0"}, {"Completed", "User", "1.2.0"}}
+	if !slices.EqualFunc(rows, want, slices.Equal) {
+		t.Errorf("history: %v, want %v", rows, want)
+	}
+	out = c.ok(cmd("vmss", "get-os-upgrade-history", "-o", "table")...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || strings.Join(strings.Fields(lines[0]), " ") != "Status StartedBy StartTime EndTime TargetImage Successful Failed Error" ||
+		!strings.Contains(lines[2], "vmssd:demo:guest:latest") {
+		t.Errorf("history table:\n%s", out)
 	}
 }
