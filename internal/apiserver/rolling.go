@@ -129,7 +129,11 @@ func (s *Server) osRollingUpgrade(w http.ResponseWriter, r *http.Request, rc *re
 		}
 		key := model.RolloutKey(ref, seq)
 		conds = append(conds, store.ModRevisionIs(key, 0))
-		_, err = s.opts.Store.Txn(ctx, conds, state.PutOp(key, ro), state.PutOp(model.OperationKey(op.ID), op))
+		ops := []store.Op{state.PutOp(key, ro), state.PutOp(model.OperationKey(op.ID), op)}
+		if seq > model.RolloutHistory {
+			ops = append(ops, store.Delete(model.RolloutKey(ref, seq-model.RolloutHistory)))
+		}
+		_, err = s.opts.Store.Txn(ctx, conds, ops...)
 		return err
 	})
 	if err != nil {

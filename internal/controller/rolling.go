@@ -160,7 +160,11 @@ func (c *Controller) step(ctx context.Context, set *model.ScaleSet, st *model.Sc
 			nr.Policy.RollbackFailedInstancesOnPolicyBreach = !a.DisableRollback
 		}
 		k := model.RolloutKey(ref, seq)
-		if _, err := c.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(k, 0)}, state.PutOp(k, nr)); err != nil {
+		ops := []store.Op{state.PutOp(k, nr)}
+		if seq > model.RolloutHistory {
+			ops = append(ops, store.Delete(model.RolloutKey(ref, seq-model.RolloutHistory)))
+		}
+		if _, err := c.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(k, 0)}, ops...); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return 0, true, nil
 			}

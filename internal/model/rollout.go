@@ -28,6 +28,10 @@ import (
 // approve).
 const PrefixRollouts = "/rollouts/"
 
+// RolloutHistory is how many rollouts of a scale set are kept (the
+// oldest goes when a new one starts).
+const RolloutHistory = 100
+
 // maxRolloutSeq bounds rollout sequence numbers (keys invert them).
 const maxRolloutSeq = 999999999999
 
