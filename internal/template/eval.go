@@ -306,8 +306,8 @@ func (s *scope) call(c *callNode) (any, error) {
 }
 
 func wrapFn(name string, err error) error {
-	if err == nil {
-		return nil
+	if err == nil || err == errRuntime {
+		return err
 	}
 	if e, ok := err.(*EvalError); ok && e.Function == "" {
 		return &EvalError{Function: name, Msg: e.Msg, Err: e.Err}

@@ -343,7 +343,11 @@ func nodeString(n Node) string {
 		case int64:
 			return strconv.FormatInt(v, 10)
 		case float64:
-			return floatString(v)
+			if s := floatString(v); strings.ContainsAny(s, ".eEIN") {
+				return s
+			} else {
+				return s + ".0"
+			}
 		}
 	case *callNode:
 		var b strings.Builder

@@ -776,7 +776,7 @@ func (st *state) scanRuntimeCalls(r *Resource, v any) {
 func (st *state) resolveTarget(target string) (*Resource, error) {
 	if strings.HasPrefix(target, "/") {
 		for _, r := range st.resources {
-			if strings.EqualFold(r.ID, target) {
+			if canonicalID(r.ID) == canonicalID(target) {
 				return r, nil
 			}
 		}
@@ -809,9 +809,9 @@ func (st *state) matchDependency(d string) []*Resource {
 	if len(out) > 0 {
 		return out
 	}
-	ld := strings.ToLower(d)
+	ld := canonicalID(d)
 	for _, r := range st.resources {
-		id := strings.ToLower(r.ID)
+		id := canonicalID(r.ID)
 		switch {
 		case strings.HasPrefix(d, "/") && id == ld,
 			!strings.HasPrefix(d, "/") && strings.EqualFold(r.Name, d),
@@ -820,7 +820,21 @@ func (st *state) matchDependency(d string) []*Resource {
 			out = append(out, r)
 		}
 	}
+	if len(out) == 0 && !strings.Contains(d, "/") {
+		// A nested child may be named by its own segment ("front" for "vnet/front").
+		for _, r := range st.resources {
+			if r.parent != nil && strings.EqualFold(r.Name[strings.LastIndexByte(r.Name, '/')+1:], d) {
+				out = append(out, r)
+			}
+		}
+	}
 	return out
+}
+
+// canonicalID lower-cases an id and writes resource groups the one way
+// (subscriptionResourceId gives .../providers/Microsoft.Resources/resourceGroups/x).
+func canonicalID(id string) string {
+	return strings.ReplaceAll(strings.ToLower(id), "/providers/microsoft.resources/resourcegroups/", "/resourcegroups/")
 }
 
 func (st *state) resolveDependencies() error {
@@ -829,7 +843,7 @@ func (st *state) resolveDependencies() error {
 		if !r.Condition || r.Existing {
 			continue
 		}
-		key := strings.ToLower(r.ID)
+		key := canonicalID(r.ID)
 		if other, dup := seen[key]; dup {
 			return st.tmpl.errAt(r.Path, "the resource '%s' is defined multiple times in a template (also at '%s')", r.ID, other.Path)
 		}
@@ -907,7 +921,7 @@ func (st *state) checkCycles() error {
 			}
 			switch color[t] {
 			case grey:
-				return st.tmpl.errAt(r.Path, "circular dependency detected on resource: '%s'. Please see https://aka.ms/arm-syntax-resources for usage details (cycle: %s)", t.ID, strings.Join(append(chain, t.ID), " -> "))
+				return st.tmpl.errAt(t.Path, "circular dependency detected on resource: '%s'. Please see https://aka.ms/arm-syntax-resources for usage details (cycle: %s)", t.ID, strings.Join(append(chain, t.ID), " -> "))
 			case white:
 				if err := visit(t, chain); err != nil {
 					return err
