@@ -282,6 +282,11 @@ func fnReference(s *scope, _ string, a []any) (any, error) {
 		}
 		req.Full = true
 	}
+	if !s.st.expanded {
+		// Resource names, types, conditions and copy counts are evaluated
+		// before any resource exists.
+		return nil, errRuntime
+	}
 	r, err := s.st.resolveTarget(target)
 	if err != nil {
 		return nil, err
@@ -327,6 +332,9 @@ func fnList(s *scope, name string, a []any) (any, error) {
 	req := ListRequest{Function: name, APIVersion: apiVersion, ResourceID: target}
 	if len(a) == 3 {
 		req.Body = a[2]
+	}
+	if !s.st.expanded {
+		return nil, errRuntime
 	}
 	r, err := s.st.resolveTarget(target)
 	if err != nil {

@@ -53,6 +53,7 @@ func Prepare(ctx context.Context, t *Template, params map[string]any, env Env) (
 	if err := st.expand(ctx, resRaw.([]any), resKey, nil, st.rootScope(ctx)); err != nil {
 		return nil, err
 	}
+	st.expanded = true
 	if err := st.evaluateBodies(ctx); err != nil {
 		return nil, err
 	}
@@ -711,10 +712,10 @@ func (r *Resource) finishBody(body map[string]any) map[string]any {
 
 func (st *state) evaluateBodies(ctx context.Context) error {
 	for _, r := range st.resources {
-		raw := r.rawBody()
+		raw, _ := r.splitBody()
 		// Resources named in reference() and list*() become dependencies.
 		st.scanRuntimeCalls(r, raw)
-		v, err := r.sc.evalValue(raw)
+		body, err := r.evalBody(r.sc)
 		if err != nil {
 			if errors.Is(err, errRuntime) {
 				r.NeedsRuntime = true
@@ -722,9 +723,61 @@ func (st *state) evaluateBodies(ctx context.Context) error {
 			}
 			return st.tmpl.wrap(r.Path, err)
 		}
-		r.Body = r.finishBody(v.(map[string]any))
+		r.Body = body
 	}
 	return nil
+}
+
+// isDeployment reports a nested deployment (Microsoft.Resources/deployments).
+func (r *Resource) isDeployment() bool {
+	return strings.EqualFold(r.Type, "Microsoft.Resources/deployments")
+}
+
+// splitBody returns the body to evaluate and, for nested deployments, the
+// inline template held out of it: its expressions belong to the nested
+// deployment (PrepareNested), not to this one.
+func (r *Resource) splitBody() (raw map[string]any, held func(map[string]any)) {
+	raw = r.rawBody()
+	held = func(map[string]any) {}
+	if !r.isDeployment() {
+		return raw, held
+	}
+	pk, ok := realKey(raw, "properties")
+	if !ok {
+		return raw, held
+	}
+	props, ok := raw[pk].(map[string]any)
+	if !ok {
+		return raw, held
+	}
+	tk, ok := realKey(props, "template")
+	if !ok {
+		return raw, held
+	}
+	cp := make(map[string]any, len(props))
+	for k, v := range props {
+		if k != tk {
+			cp[k] = v
+		}
+	}
+	raw[pk] = cp
+	tmpl := props[tk]
+	return raw, func(body map[string]any) {
+		if p, ok := body[pk].(map[string]any); ok {
+			p[tk] = deepCopy(tmpl)
+		}
+	}
+}
+
+func (r *Resource) evalBody(sc *scope) (map[string]any, error) {
+	raw, restore := r.splitBody()
+	v, err := sc.evalValue(raw)
+	if err != nil {
+		return nil, err
+	}
+	body := v.(map[string]any)
+	restore(body)
+	return r.finishBody(body), nil
 }
 
 func (st *state) scanRuntimeCalls(r *Resource, v any) {
@@ -951,11 +1004,79 @@ func (d *Deployment) EvaluateBody(ctx context.Context, r *Resource) (map[string]
 	sc := *r.sc
 	sc.ctx = ctx
 	sc.runtime = true
-	v, err := sc.evalValue(r.rawBody())
+	body, err := r.evalBody(&sc)
 	if err != nil {
 		return nil, d.st.tmpl.wrap(r.Path, err)
 	}
-	return r.finishBody(v.(map[string]any)), nil
+	return body, nil
+}
+
+// PrepareNested prepares the inline template of a nested deployment
+// (a Microsoft.Resources/deployments resource) from its evaluated body. With
+// expressionEvaluationOptions.scope "inner" the nested template stands alone:
+// its own parameters, given by properties.parameters. With the default
+// "outer" scope its expressions see this deployment's parameters, variables
+// and functions, as in ARM. env is the nested deployment's scope (its
+// resource group). A templateLink must be fetched by the caller and passed
+// as properties.template.
+func (d *Deployment) PrepareNested(ctx context.Context, body map[string]any, env Env) (*Deployment, error) {
+	props, _ := lookupKey(body, "properties")
+	pm, ok := props.(map[string]any)
+	if !ok {
+		return nil, &Error{Code: CodeInvalidTemplate, Path: "properties", Message: "the nested deployment has no 'properties'"}
+	}
+	tv, ok := lookupKey(pm, "template")
+	tm, isObj := tv.(map[string]any)
+	if !ok || !isObj {
+		return nil, &Error{Code: CodeInvalidTemplate, Path: "properties.template", Message: "the nested deployment has no inline 'template' (a templateLink must be resolved by the caller)"}
+	}
+	t, err := FromValue(tm)
+	if err != nil {
+		return nil, err
+	}
+	scopeName := "outer"
+	if eo, ok := lookupKey(pm, "expressionEvaluationOptions"); ok {
+		if eom, ok := eo.(map[string]any); ok {
+			if sv, ok := lookupKey(eom, "scope"); ok {
+				scopeName, _ = sv.(string)
+			}
+		}
+	}
+	var params map[string]any
+	if pv, ok := lookupKey(pm, "parameters"); ok && pv != nil {
+		pmap, ok := pv.(map[string]any)
+		if !ok {
+			return nil, &Error{Code: CodeInvalidTemplate, Path: "properties.parameters", Message: "the nested deployment's parameters must be an object"}
+		}
+		if params, err = ParameterValues(pmap); err != nil {
+			return nil, err
+		}
+	}
+	switch strings.ToLower(scopeName) {
+	case "inner":
+		return Prepare(ctx, t, params, env)
+	case "outer", "":
+		if len(params) > 0 {
+			return nil, &Error{Code: CodeInvalidTemplate, Path: "properties.parameters", Message: "a nested deployment with the 'outer' expression evaluation scope can't have parameters; use the 'inner' scope"}
+		}
+		st := &state{env: &env, tmpl: t, params: d.st.params, vars: d.st.vars, functions: d.st.functions}
+		nd := &Deployment{Parameters: d.Parameters, SecureParameters: d.SecureParameters, Variables: d.Variables, st: st}
+		resRaw, _ := lookupKey(t.raw, "resources")
+		resKey, _ := realKey(t.raw, "resources")
+		if err := st.expand(ctx, resRaw.([]any), resKey, nil, st.rootScope(ctx)); err != nil {
+			return nil, err
+		}
+		st.expanded = true
+		if err := st.evaluateBodies(ctx); err != nil {
+			return nil, err
+		}
+		if err := st.resolveDependencies(); err != nil {
+			return nil, err
+		}
+		nd.Resources = st.resources
+		return nd, nil
+	}
+	return nil, &Error{Code: CodeInvalidTemplate, Path: "properties.expressionEvaluationOptions.scope", Message: fmt.Sprintf("the expression evaluation scope '%s' is not valid: it must be 'inner' or 'outer'", scopeName)}
 }
 
 // Outputs evaluates the template's outputs, with reference() and list*()

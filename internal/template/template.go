@@ -148,7 +148,9 @@ func (t *Template) wrap(path string, err error) error {
 	line, col := t.lineOf(path)
 	msg := err.Error()
 	var se *SyntaxError
-	if errors.As(err, &se) {
+	if errors.Is(err, errRuntime) {
+		msg = "The template functions 'reference' and 'list*' are not expected at this location: they can be used in resource properties and outputs only"
+	} else if errors.As(err, &se) {
 		msg = "The language expression is not valid: " + se.Error()
 	} else {
 		msg = "Unable to evaluate the template language expression: " + msg
@@ -291,6 +293,7 @@ type state struct {
 	vars      map[string]*varState
 	functions map[string]*userFunc
 	resources []*Resource
+	expanded  bool // resources are known: reference() can resolve names
 }
 
 type paramState struct {

@@ -274,6 +274,7 @@ func TestResourceErrors(t *testing.T) {
    "name": "[add('a', 1)]"}
 ]}`, "resources[0].name", "the template function 'add' is not valid", 3},
 		{"copy count", `{"resources": [{"type": "A.B/c", "apiVersion": "1", "name": "x", "copy": {"name": "l", "count": 801}}]}`, "resources[0].copy", "out of range", 1},
+		{"reference in name", `{"resources": [{"type": "A.B/c", "apiVersion": "1", "name": "[reference('y').x]"}, {"type": "A.B/c", "apiVersion": "1", "name": "y"}]}`, "resources[0].name", "not expected at this location", 1},
 		{"no resources", `{"parameters": {}}`, "", "must have a 'resources' array", 0},
 		{"symbolic names", `{"languageVersion": "2.0", "resources": {}}`, "languageVersion", "not supported", 1},
 	} {
@@ -428,6 +429,102 @@ func TestProfileAPIVersion(t *testing.T) {
 	} {
 		if got := ProfileAPIVersion(tc.profile, tc.typ); got != tc.want {
 			t.Errorf("%s %s = %q, want %q", tc.profile, tc.typ, got, tc.want)
+		}
+	}
+}
+
+func TestNestedDeployments(t *testing.T) {
+	d := mustPrepare(t, `{
+  "parameters": {"prefix": {"type": "string", "defaultValue": "outer"}},
+  "variables": {"suffix": "-v"},
+  "resources": [
+    {
+      "type": "Microsoft.Resources/deployments", "apiVersion": "2019-10-01", "name": "innerScope",
+      "properties": {
+        "mode": "Incremental",
+        "expressionEvaluationOptions": {"scope": "inner"},
+        "parameters": {"name": {"value": "[concat(parameters('prefix'), '-inner')]"}},
+        "template": {
+          "parameters": {"name": {"type": "string"}},
+          "resources": [
+            {"type": "Microsoft.Network/publicIPAddresses", "apiVersion": "2018-11-01",
+             "name": "[concat(parameters('name'), copyIndex())]", "copy": {"name": "ips", "count": 2}}
+          ],
+          "outputs": {"first": {"type": "string", "value": "[reference(concat(parameters('name'), '0')).dnsSettings.fqdn]"}}
+        }
+      }
+    },
+    {
+      "type": "Microsoft.Resources/deployments", "apiVersion": "2019-10-01", "name": "outerScope",
+      "properties": {
+        "mode": "Incremental",
+        "template": {
+          "resources": [
+            {"type": "Microsoft.Network/virtualNetworks", "apiVersion": "2018-11-01",
+             "name": "[concat(parameters('prefix'), variables('suffix'))]"}
+          ]
+        }
+      }
+    }
+  ]
+}`, nil)
+	inner, outer := d.Resources[0], d.Resources[1]
+	tmpl := inner.Body["properties"].(map[string]any)["template"].(map[string]any)
+	if name := tmpl["resources"].([]any)[0].(map[string]any)["name"]; name != "[concat(parameters('name'), copyIndex())]" {
+		t.Fatalf("the inline template was evaluated by the outer deployment: %v", name)
+	}
+	if p := inner.Body["properties"].(map[string]any)["parameters"]; !deepEqual(p, js(`{"name":{"value":"outer-inner"}}`)) {
+		t.Fatalf("nested parameters = %v", p)
+	}
+	nd, err := d.PrepareNested(t.Context(), inner.Body, testEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(nd.Resources); !slices.Equal(got, []string{"outer-inner0", "outer-inner1"}) {
+		t.Fatalf("inner resources %v", got)
+	}
+	outs, err := nd.Outputs(t.Context())
+	if err != nil || outs["first"].Value != "web.local.cloudapp.vmssd" {
+		t.Fatalf("inner outputs %v %v", outs, err)
+	}
+	od, err := d.PrepareNested(t.Context(), outer.Body, testEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(od.Resources); !slices.Equal(got, []string{"outer-v"}) {
+		t.Fatalf("outer-scope resources %v", got)
+	}
+	bad := deepCopy(outer.Body).(map[string]any)
+	bad["properties"].(map[string]any)["parameters"] = map[string]any{"x": map[string]any{"value": 1}}
+	if _, err := d.PrepareNested(t.Context(), bad, testEnv()); err == nil || !strings.Contains(err.Error(), "'outer' expression evaluation scope") {
+		t.Fatalf("outer scope with parameters: %v", err)
+	}
+}
+
+// EvaluateBody may run for many resources at once (the executor deploys
+// independent resources in parallel).
+func TestEvaluateBodyConcurrently(t *testing.T) {
+	tmpl := loadVMSS(t)
+	d, err := Prepare(t.Context(), tmpl, map[string]any{"vmssName": "web", "adminPassword": "x"}, testEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			for _, r := range d.Resources {
+				if _, err := d.EvaluateBody(t.Context(), r); err != nil {
+					errc <- err
+					return
+				}
+			}
+			_, err := d.Outputs(t.Context())
+			errc <- err
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
