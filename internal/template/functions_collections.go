@@ -120,6 +120,20 @@ func arrayFunctions() map[string]builtin {
 		}},
 		"skip": {min: 2, max: 2, fn: func(_ *scope, _ string, a []any) (any, error) { return skipTake(a, true) }},
 		"take": {min: 2, max: 2, fn: func(_ *scope, _ string, a []any) (any, error) { return skipTake(a, false) }},
+		"indexFromEnd": {min: 2, max: 2, fn: func(_ *scope, _ string, a []any) (any, error) {
+			v, ok, err := fromEnd(a)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, errorf("the index from the end must be between 1 and the length of the array")
+			}
+			return v, nil
+		}},
+		"tryIndexFromEnd": {min: 2, max: 2, fn: func(_ *scope, _ string, a []any) (any, error) {
+			v, _, err := fromEnd(a)
+			return v, err
+		}},
 		"tryGet": {min: 2, max: -1, fn: func(_ *scope, _ string, a []any) (any, error) {
 			cur := a[0]
 			for _, k := range a[1:] {
@@ -147,6 +161,22 @@ func arrayFunctions() map[string]builtin {
 			return cur, nil
 		}},
 	}
+}
+
+// fromEnd reads arr[len-i] for a one-based index i counted from the end.
+func fromEnd(a []any) (any, bool, error) {
+	arr, err := argArray(a, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	i, err := argInt(a, 1)
+	if err != nil {
+		return nil, false, err
+	}
+	if i < 1 || i > int64(len(arr)) {
+		return nil, false, nil
+	}
+	return arr[int64(len(arr))-i], true, nil
 }
 
 func fnConcat(_ *scope, _ string, a []any) (any, error) {

@@ -77,6 +77,10 @@ var functionCases = []fnCase{
 	{expr: "[take(createArray('one','two','three'), 2)]", want: js(`["one","two"]`)},
 	{expr: "[take('one two three', 2)]", want: "on"},
 	{expr: "[take('abc', -1)]", want: ""},
+	{expr: "[indexFromEnd(createArray('a', 'b', 'c'), 1)]", want: "c"},
+	{expr: "[indexFromEnd(createArray('a', 'b', 'c'), 4)]", err: "between 1 and the length"},
+	{expr: "[tryIndexFromEnd(createArray('a', 'b', 'c'), 3)]", want: "a"},
+	{expr: "[tryIndexFromEnd(createArray('a'), 0)]", want: nil},
 	{expr: "[tryGet(createObject('a', createObject('b', 1)), 'a', 'b')]", want: int64(1)},
 	{expr: "[tryGet(createObject('a', 1), 'missing')]", want: nil},
 	{expr: "[tryGet(createArray(1, 2), 5)]", want: nil},
@@ -306,7 +310,7 @@ func TestEveryFunctionHasCases(t *testing.T) {
 	}
 	// The ARM reference's groups: every function they list is implemented.
 	for _, name := range []string{
-		"array", "concat", "contains", "createArray", "empty", "first", "flatten", "indexOf", "intersection", "last", "lastIndexOf", "length", "max", "min", "range", "skip", "take", "tryGet", "union",
+		"array", "concat", "contains", "createArray", "empty", "first", "flatten", "indexFromEnd", "indexOf", "tryIndexFromEnd", "intersection", "last", "lastIndexOf", "length", "max", "min", "range", "skip", "take", "tryGet", "union",
 		"coalesce", "equals", "greater", "greaterOrEquals", "less", "lessOrEquals",
 		"dateTimeAdd", "dateTimeFromEpoch", "dateTimeToEpoch", "utcNow",
 		"deployer", "deployment", "environment", "parameters", "variables",
