@@ -349,13 +349,26 @@ func TestUpgradeBadImage(t *testing.T) {
 		}
 	}
 
-	// Going back to the previous version heals the domain.
-	if _, errOut, code := c.run("vmss", "upgrade", "-g", "rg1", "-n", "web", "--new-version", "1.0.0", "--update-domain", "0", "-y"); code != ExitOK {
-		t.Errorf("back to 1.0.0: exit %d\n%s", code, errOut)
+	// Ctrl-C while waiting: exit 130, and where the walk stood.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	var stderr bytes.Buffer
+	code = Execute(ctx, []string{"vmss", "upgrade", "-g", "rg1", "-n", "web", "--update-domain", "1", "-y", "--timeout", "60s"},
+		nil, io.Discard, &stderr, func(k string) string { return c.env[k] })
+	cancel()
+	if code != ExitInterrupted || !strings.Contains(stderr.String(), "Interrupted during update domain 1: the upgrades already sent (1) go on. Run the same command again to resume") {
+		t.Errorf("interrupted: exit %d\n%s", code, stderr.String())
+	}
+
+	// Going back to the previous version heals the domains.
+	for _, ud := range []string{"0", "1"} {
+		if _, errOut, code := c.run("vmss", "upgrade", "-g", "rg1", "-n", "web", "--new-version", "1.0.0", "--update-domain", ud, "-y"); code != ExitOK {
+			t.Errorf("UD %s back to 1.0.0: exit %d\n%s", ud, code, errOut)
+		}
 	}
 	for _, in := range walkStates(t, c, "web") {
 		// The others run 1.0.0 too, on an older model version.
-		if (in.UD == 0) != in.Latest || in.Image != "1.0.0" || in.down() {
+		if (in.UD <= 1) != in.Latest || in.Image != "1.0.0" || in.down() {
 			t.Errorf("after going back: instance %d latest=%v image %s health %s", in.ID, in.Latest, in.Image, in.Health)
 		}
 	}
