@@ -164,7 +164,13 @@ func (s *scope) expandPropertyCopies(loops []any, out map[string]any) error {
 		}
 		arr := make([]any, 0, count)
 		for i := 0; i < count; i++ {
-			v, err := s.withLoop(name, i).evalValue(input)
+			// copyIndex() without a name keeps meaning the enclosing resource
+			// loop; a property loop is named: copyIndex('dataDisks').
+			inner := s.withLoop(name, i)
+			if s.loop != "" {
+				inner.loop = s.loop
+			}
+			v, err := inner.evalValue(input)
 			if err != nil {
 				return err
 			}

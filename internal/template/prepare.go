@@ -61,9 +61,12 @@ func Prepare(ctx context.Context, t *Template, params map[string]any, env Env) (
 	return d, nil
 }
 
-// have been deployed. For resources without runtime calls it returns Body.
+// EvaluateBody evaluates a resource's body with reference() and list*()
+// answered by the Env callbacks. Call it once the resource's dependencies
+// have been deployed. For resources without runtime calls it returns a copy
+// of Body.
 func (d *Deployment) EvaluateBody(ctx context.Context, r *Resource) (map[string]any, error) {
-	if !r.NeedsRuntime {
+	if r.Body != nil {
 		return deepCopy(r.Body).(map[string]any), nil
 	}
 	sc := *r.sc

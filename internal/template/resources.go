@@ -264,14 +264,18 @@ func (st *state) evaluateBodies(ctx context.Context) error {
 		// Resources named in reference() and list*() become dependencies.
 		st.scanRuntimeCalls(r, raw)
 		body, err := r.evalBody(r.sc)
-		if err != nil {
-			if errors.Is(err, errRuntime) {
-				r.NeedsRuntime = true
-				continue
-			}
+		switch {
+		case err == nil:
+			r.Body = body
+		case !r.Condition:
+			// A resource that is not deployed may hold expressions that only
+			// make sense when it is (the new-or-existing pattern): ARM does
+			// not evaluate its properties, and neither does Prepare.
+		case errors.Is(err, errRuntime):
+			r.NeedsRuntime = true
+		default:
 			return st.tmpl.wrap(r.Path, err)
 		}
-		r.Body = body
 	}
 	return nil
 }
@@ -541,6 +545,3 @@ func (st *state) checkCycles() error {
 	}
 	return nil
 }
-
-// EvaluateBody evaluates a resource's body with reference() and list*()
-// answered by the Env callbacks. Call it once the resource's dependencies

@@ -528,3 +528,39 @@ func TestEvaluateBodyConcurrently(t *testing.T) {
 		}
 	}
 }
+
+func TestPropertyCopyInsideResourceCopy(t *testing.T) {
+	d := mustPrepare(t, `{"resources": [{
+  "type": "Microsoft.Compute/virtualMachines", "apiVersion": "2020-06-01",
+  "name": "[concat('vm', copyIndex())]",
+  "copy": {"name": "vms", "count": 2},
+  "properties": {"storageProfile": {"copy": [{
+    "name": "dataDisks", "count": 2,
+    "input": {"lun": "[copyIndex('dataDisks')]", "name": "[concat('vm', copyIndex(), '-disk', copyIndex('dataDisks'))]", "vm": "[copyIndex('vms')]"}
+  }]}}
+}]}`, nil)
+	disks := d.Resources[1].Body["properties"].(map[string]any)["storageProfile"].(map[string]any)["dataDisks"]
+	want := js(`[{"lun":0,"name":"vm1-disk0","vm":1},{"lun":1,"name":"vm1-disk1","vm":1}]`)
+	if !deepEqual(disks, want) {
+		t.Fatalf("dataDisks = %v", disks)
+	}
+}
+
+// A resource that is not deployed may hold expressions that only work when
+// it is (new-or-existing): Prepare does not fail on them.
+func TestConditionFalseBodyNotEvaluated(t *testing.T) {
+	d := mustPrepare(t, `{
+  "parameters": {"newOrExisting": {"type": "string", "defaultValue": "existing"}, "existing": {"type": "object", "defaultValue": {}}},
+  "resources": [{
+    "condition": "[equals(parameters('newOrExisting'), 'new')]",
+    "type": "Microsoft.Network/virtualNetworks", "apiVersion": "2018-11-01", "name": "vnet",
+    "properties": {"addressSpace": "[parameters('existing').addressSpace]"}
+  }]}`, nil)
+	r := d.Resources[0]
+	if r.Condition || r.Body != nil {
+		t.Fatalf("condition %v body %v", r.Condition, r.Body)
+	}
+	if _, err := d.EvaluateBody(t.Context(), r); err == nil || !strings.Contains(err.Error(), "'addressSpace' doesn't exist") {
+		t.Fatalf("evaluating it anyway: %v", err)
+	}
+}
