@@ -16,6 +16,12 @@
 // pickZones(). Bodies that call reference() or list*() are evaluated only when
 // the executor asks (Deployment.EvaluateBody), after their dependencies exist.
 //
+// Nested deployments keep their inline template unevaluated in the outer
+// body; Deployment.PrepareNested prepares it in the inner or outer
+// expression scope. CoerceTo converts an evaluated body toward a Go model
+// type (the SDK's armcompute structs) the way ARM's JSON handling does, so
+// "true" reaches a boolean property as true and "5" an integer one as 5.
+//
 // uniqueString and guid give Azure's exact values (see hash.go for the
 // algorithms and hash_test.go for the known Azure outputs they are checked
 // against).
