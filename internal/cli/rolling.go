@@ -315,6 +315,8 @@ func (o *osUpgradeHistoryOptions) Run(ctx context.Context) error {
 // own extensions (domain-aware batches, approval gates).
 type upgradePolicyFlags struct {
 	flags *pflag.FlagSet
+	// noMode: the command has its own --upgrade-policy-mode (vmss create).
+	noMode bool
 
 	mode                 string
 	maxBatch             int32
@@ -349,9 +351,15 @@ var policyBoolFlags = []struct{ name, help string }{
 }
 
 func (p *upgradePolicyFlags) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&p.mode, "upgrade-policy-mode", "", "upgrade policy: Manual, Automatic or Rolling")
+	p.addRollingFlags(cmd)
+	p.noMode = false
+}
+
+// addRollingFlags adds every policy flag but --upgrade-policy-mode.
+func (p *upgradePolicyFlags) addRollingFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	p.flags = f
-	f.StringVar(&p.mode, "upgrade-policy-mode", "", "upgrade policy: Manual, Automatic or Rolling")
+	p.flags, p.noMode = f, true
 	f.Int32Var(&p.maxBatch, "max-batch-instance-percent", 0, "rolling: the largest share of instances upgraded in one batch (5-100; default 20)")
 	f.Int32Var(&p.maxUnhealthy, "max-unhealthy-instance-percent", 0, "rolling: the largest share of unhealthy instances, checked before each batch (5-100; default 20)")
 	f.Int32Var(&p.maxUnhealthyUpgraded, "max-unhealthy-upgraded-instance-percent", 0, "rolling: the largest share of upgraded instances found unhealthy, checked after each batch (0-100; default 20)")
@@ -368,6 +376,9 @@ func (p *upgradePolicyFlags) addFlags(cmd *cobra.Command) {
 }
 
 func (p *upgradePolicyFlags) changed(name string) bool {
+	if p.noMode && name == "upgrade-policy-mode" {
+		return false
+	}
 	return p.flags != nil && p.flags.Changed(name)
 }
 
@@ -521,12 +532,14 @@ func (p *upgradePolicyFlags) apply(set *armcompute.VirtualMachineScaleSet) {
 // setTag sets a tag; "" removes it: a null tag, since the server merges a
 // PUT onto the stored scale set (JSON merge patch) and keeps absent tags.
 func setTag(set *armcompute.VirtualMachineScaleSet, k, v string) {
+	if v == "" {
+		if _, ok := set.Tags[k]; ok {
+			set.Tags[k] = nil
+		}
+		return
+	}
 	if set.Tags == nil {
 		set.Tags = map[string]*string{}
-	}
-	if v == "" {
-		set.Tags[k] = nil
-		return
 	}
 	set.Tags[k] = ptr(v)
 }

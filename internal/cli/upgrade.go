@@ -582,7 +582,22 @@ func (w *walker) walkStep(ctx context.Context, idx, total int, planned step) (st
 	}
 	t := walkTarget{kind: targetDomain, ud: planned.UD}
 	if planned.UD < 0 {
-		t = walkTarget{kind: targetInstances, ids: append(append(append([]int64{}, planned.Pending...), planned.Current...), planned.Protected...)}
+		// The named instances that still exist (a scale-in may have
+		// removed some since the plan).
+		exists := map[int64]bool{}
+		for _, in := range insts {
+			exists[in.ID] = in.Provisioning != "deleting"
+		}
+		t = walkTarget{kind: targetInstances}
+		for _, ids := range [][]int64{planned.Pending, planned.Current, planned.Protected} {
+			for _, id := range ids {
+				if exists[id] {
+					t.ids = append(t.ids, id)
+				} else {
+					fmt.Fprintf(w.errOut, "Instance %d is gone; skipped.\n", id)
+				}
+			}
+		}
 	}
 	steps, err := planWalk(insts, t)
 	if err != nil {

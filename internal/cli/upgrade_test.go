@@ -528,6 +528,21 @@ func TestUpgradePolicyFlags(t *testing.T) {
 		t.Errorf("tags after --approval none: %s", mustJSON(set.Tags))
 	}
 
+	// vmss create takes the same flags (its own --upgrade-policy-mode).
+	set = armcompute.VirtualMachineScaleSet{}
+	c.json(&set, "vmss", "create", "-g", "rg1", "-n", "web2", "--image", "vmssd:demo:guest:latest", "--instance-count", "0",
+		"--upgrade-policy-mode", "Rolling", "--max-batch-instance-percent", "50", "--pause-time-between-batches", "PT2S",
+		"--domain-aware", "true", "--approval", "none")
+	if rp := set.Properties.UpgradePolicy.RollingUpgradePolicy; str(set.Properties.UpgradePolicy.Mode) != "Rolling" || rp == nil ||
+		*rp.MaxBatchInstancePercent != 50 || str(rp.PauseTimeBetweenBatches) != "PT2S" || str(set.Tags[tagDomainAware]) != "true" {
+		t.Errorf("create with policy flags: %s %s", mustJSON(set.Properties.UpgradePolicy), mustJSON(set.Tags))
+	}
+	// The server's ranges (Azure's) are its to check.
+	if _, errOut, code := c.run("vmss", "update", "-g", "rg1", "-n", "web", "--max-batch-instance-percent", "3"); code != ExitError ||
+		!strings.Contains(errOut, "InvalidParameter") || !strings.Contains(errOut, "between 5 and 100") {
+		t.Errorf("batch percent 3: exit %d, %q", code, errOut)
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -150,6 +150,8 @@ type vmssCreateOptions struct {
 	adminPassword string
 	faultDomains  int32
 	scaleIn       string
+	// policy are the rolling upgrade policy flags (rolling.go).
+	policy upgradePolicyFlags
 
 	imageRef *armcompute.ImageReference
 	fdSet    bool
@@ -178,6 +180,7 @@ func newVMSSCreateCommand(root *rootOptions) *cobra.Command {
 	f.StringVar(&o.adminPassword, "admin-password", "", "administrator password")
 	f.Int32Var(&o.faultDomains, "fault-domain-count", 0, "platform fault domain count (1-5)")
 	f.StringVar(&o.scaleIn, "scale-in-policy", "", "scale-in policy: Default, OldestVM or NewestVM")
+	o.policy.addRollingFlags(cmd)
 	cmd.PreRun = func(c *cobra.Command, _ []string) { o.fdSet = c.Flags().Changed("fault-domain-count") }
 	return bind(root, cmd, o)
 }
@@ -226,7 +229,7 @@ func (o *vmssCreateOptions) Complete(_ context.Context, _ []string) error {
 			return err
 		}
 	}
-	return nil
+	return o.policy.complete()
 }
 
 func (o *vmssCreateOptions) Validate() error {
@@ -281,11 +284,13 @@ func (o *vmssCreateOptions) body(location string) armcompute.VirtualMachineScale
 	if o.scaleIn != "" {
 		props.ScaleInPolicy = &armcompute.ScaleInPolicy{Rules: []*armcompute.VirtualMachineScaleSetScaleInRules{ptr(armcompute.VirtualMachineScaleSetScaleInRules(o.scaleIn))}}
 	}
-	return armcompute.VirtualMachineScaleSet{
+	set := armcompute.VirtualMachineScaleSet{
 		Location:   &location,
 		SKU:        &armcompute.SKU{Name: &o.vmSKU, Tier: ptr("Standard"), Capacity: &o.instanceCount},
 		Properties: props,
 	}
+	o.policy.apply(&set)
+	return set
 }
 
 func (o *vmssCreateOptions) Run(ctx context.Context) error {
