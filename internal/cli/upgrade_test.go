@@ -351,10 +351,9 @@ func TestUpgradeBadImage(t *testing.T) {
 
 	// Ctrl-C while waiting: exit 130, and where the walk stood.
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(1500*time.Millisecond, cancel)
-	var stderr bytes.Buffer
+	stderr := &cancelOn{text: "update domain 1 batch 1/1", cancel: cancel}
 	code = Execute(ctx, []string{"vmss", "upgrade", "-g", "rg1", "-n", "web", "--update-domain", "1", "-y", "--timeout", "60s"},
-		nil, io.Discard, &stderr, func(k string) string { return c.env[k] })
+		nil, io.Discard, stderr, func(k string) string { return c.env[k] })
 	cancel()
 	if code != ExitInterrupted || !strings.Contains(stderr.String(), "Interrupted during update domain 1: the upgrades already sent (1) go on. Run the same command again to resume") {
 		t.Errorf("interrupted: exit %d\n%s", code, stderr.String())
@@ -372,6 +371,21 @@ func TestUpgradeBadImage(t *testing.T) {
 			t.Errorf("after going back: instance %d latest=%v image %s health %s", in.ID, in.Latest, in.Image, in.Health)
 		}
 	}
+}
+
+// cancelOn is a stderr that cancels (Ctrl-C) once the command wrote text.
+type cancelOn struct {
+	bytes.Buffer
+	text   string
+	cancel func()
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.Buffer.String(), c.text) {
+		c.cancel()
+	}
+	return n, err
 }
 
 // TestUpgradeConfirmPrompt answers the prompt on a real terminal: no keeps
