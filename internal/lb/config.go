@@ -180,7 +180,9 @@ type ListenerKey struct {
 	Addr     netip.AddrPort
 }
 
-func (k ListenerKey) String() string { return strings.ToLower(string(k.Protocol)) + "/" + k.Addr.String() }
+func (k ListenerKey) String() string {
+	return strings.ToLower(string(k.Protocol)) + "/" + k.Addr.String()
+}
 
 func (k ListenerKey) less(o ListenerKey) int {
 	if c := strings.Compare(string(k.Protocol), string(o.Protocol)); c != 0 {
