@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"strings"
@@ -555,5 +556,140 @@ func TestSourceIPAffinity(t *testing.T) {
 	}
 	if len(spreadOne) < 2 {
 		t.Errorf("5-tuple distribution sent 40 connections of one source to %v", spreadOne)
+	}
+}
+
+func TestHTTPSAndTCPProbes(t *testing.T) {
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ready" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(tlsSrv.Close)
+	tlsAddr := strings.TrimPrefix(tlsSrv.URL, "https://")
+	web := startBackend(t, "web")
+	closed, _ := frontend(t) // an address with nothing listening
+	fe, port := frontend(t)
+	_, port2 := frontend(t)
+	l := newLB(t)
+	cfg := &Config{
+		Frontends: []Frontend{{Name: "fe", Address: fe}},
+		Pools: []Pool{{Name: "pool", Members: []Member{
+			{ID: "good", Ports: map[int]string{80: web.addr, 443: tlsAddr, 22: web.addr}},
+			{ID: "bad", Ports: map[int]string{80: web.addr, 443: web.addr, 22: netip.AddrPortFrom(closed, 1).String()}},
+		}}},
+		Probes: []Probe{
+			{Name: "https", Protocol: ProbeHTTPS, Port: 443, RequestPath: "/ready", Interval: 30 * time.Millisecond, Threshold: 1},
+			{Name: "tcp", Protocol: ProbeTCP, Port: 22, Interval: 30 * time.Millisecond, Threshold: 1},
+		},
+		Rules: []Rule{
+			{Name: "a", Frontend: "fe", Protocol: TCP, FrontendPort: port, Pool: "pool", BackendPort: 80, Probe: "https"},
+			{Name: "b", Frontend: "fe", Protocol: TCP, FrontendPort: port2, Pool: "pool", BackendPort: 80, Probe: "tcp"},
+		},
+	}
+	if err := l.Apply(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "verdicts", func() bool {
+		h := l.Health()
+		return h["good"].Health == Healthy && h["bad"].Health == Unhealthy
+	})
+	// "bad" fails both: https against a plain HTTP server, tcp against a
+	// closed port.
+	if msg := l.Health()["bad"].Message; !strings.Contains(msg, "https") && !strings.Contains(msg, "tcp") {
+		t.Errorf("message %q", msg)
+	}
+	rt := *l.routes.Load()
+	for _, p := range []int{port, port2} {
+		if c := rt[ListenerKey{TCP, netip.AddrPortFrom(fe, uint16(p))}].Candidates; len(c) != 1 || c[0] != "good" {
+			t.Errorf("rotation on %d = %v, want [good]", p, c)
+		}
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tcpReset=%v", reset), func(t *testing.T) {
+			a := startBackend(t, "a")
+			fe, port := frontend(t)
+			l := newLB(t)
+			cfg := webConfig(fe, port, 30*time.Millisecond, a.member(0, 80))
+			cfg.Rules[0].IdleTimeout = 300 * time.Millisecond
+			cfg.Rules[0].TCPReset = reset
+			if err := l.Apply(t.Context(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "a healthy", func() bool { return inRotation(l, "a") })
+			c, err := net.Dial("tcp", netip.AddrPortFrom(fe, uint16(port)).String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// Traffic keeps the flow open past the timeout.
+			for range 4 {
+				if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				buf := make([]byte, 512)
+				if _, err := c.Read(buf); err != nil {
+					t.Fatalf("active flow closed: %v", err)
+				}
+				time.Sleep(150 * time.Millisecond)
+			}
+			// Then silence: closed after the idle timeout.
+			start := time.Now()
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_, err = c.Read(make([]byte, 16))
+			took := time.Since(start)
+			if took < 100*time.Millisecond || took > 2*time.Second {
+				t.Errorf("idle flow closed after %s, want about 300ms", took)
+			}
+			isReset := err != nil && strings.Contains(err.Error(), "reset")
+			if isReset != reset || (!reset && err != io.EOF) {
+				t.Errorf("idle close read error %v, want reset=%v", err, reset)
+			}
+		})
+	}
+}
+
+func TestUndrainDuringDrainAndClose(t *testing.T) {
+	a := startBackend(t, "a")
+	fe, port := frontend(t)
+	l := New(Options{Tick: 20 * time.Millisecond})
+	cfg := webConfig(fe, port, 30*time.Millisecond, a.member(0, 80))
+	cfg.Rules[0].Probe = "" // no probe: back at once after Undrain
+	if err := l.Apply(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	url := fmt.Sprintf("http://%s", netip.AddrPortFrom(fe, uint16(port)))
+	resp, err := plainClient.Get(url + "/slow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	drained, _ := l.Drain("a", time.Minute)
+	if err := l.Undrain("a"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-drained:
+	case <-time.After(time.Second):
+		t.Fatal("Undrain did not end the drain")
+	}
+	if s, err := get(url + "/"); err != nil || s != "a" {
+		t.Fatalf("after Undrain: %q, %v", s, err)
+	}
+	// Close ends listeners and open connections.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Error("open connection survived Close")
+	}
+	if _, err := net.DialTimeout("tcp", netip.AddrPortFrom(fe, uint16(port)).String(), time.Second); err == nil {
+		t.Error("listener survived Close")
+	}
+	if err := l.Apply(t.Context(), cfg); err == nil {
+		t.Error("Apply after Close succeeded")
 	}
 }
