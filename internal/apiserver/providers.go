@@ -152,6 +152,9 @@ func extraTypes() []extraType {
 		{nsResources, "subscriptions/resourceGroups", rv},
 		{nsResources, "resourceGroups", rv},
 		{nsResources, "providers", rv},
+		{nsResources, "deployments", rv},
+		{nsResources, "deployments/operations", rv},
+		{nsResources, "deploymentOperations", rv},
 		{"vmssd.Storage", "artifacts", AdminAPIVersions},
 	}
 }

@@ -136,6 +136,8 @@ func (s *Server) register() {
 	s.handle(get, rgP, rv, s.getResourceGroup)
 	s.handle(del, rgP, rv, s.deleteResourceGroup)
 	s.handle(patch, rgP, rv, s.patchResourceGroup)
+	s.registerDeployments()
+	s.registerStorage()
 
 	// Scale sets.
 	s.handle(get, subP+"/providers/Microsoft.Compute/virtualMachineScaleSets", cv, s.listScaleSets)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vmssd/vmssd/api/arm"
+	"github.com/vmssd/vmssd/internal/deploy"
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/host"
 	"github.com/vmssd/vmssd/internal/metrics"
@@ -116,6 +117,8 @@ type Server struct {
 	uploads uploadGate
 	// providers is what the providers API reports (providers.go).
 	providers *providerIndex
+	// deploys runs template deployments (deployments.go).
+	deploys *deploy.Runner
 }
 
 // New builds the server.
@@ -142,6 +145,7 @@ func New(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts, log: opts.Logger}
+	s.deploys = s.newRunner()
 	s.register()
 	s.indexProviders(extraTypes())
 	return s
@@ -291,6 +295,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, segs []string)
 }
 
 func (s *Server) authenticate(r *http.Request) (*Caller, error) {
+	if c, ok := internalCaller(r.Context()); ok {
+		return c, nil // an in-process request of a deployment (deployments.go)
+	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return nil, errs.New(errs.Unauthenticated, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")

@@ -272,6 +272,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.wg.Go(func() { s.fail(ctrl.Run(runCtx)) })
 	s.wg.Go(func() { s.fail(imgs.runGC(runCtx, log)) })
 	s.wg.Go(func() { s.fail(s.Metrics.Run(runCtx)) })
+	// The owner of template deployments: resumes those a crash left
+	// running, then runs new ones until shutdown.
+	s.wg.Go(func() { s.fail(api.Deployments().Run(runCtx)) })
 	if err := s.serveMetrics(); err != nil {
 		s.Close()
 		return nil, err
