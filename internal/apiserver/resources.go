@@ -333,6 +333,11 @@ func (s *Server) deleteResourceGroup(w http.ResponseWriter, r *http.Request, rc 
 	ops := opOps
 	rg.Deleting = true
 	ops = append(ops, state.PutOp(key, rg))
+	netOps, err := s.groupNetworkOps(ctx, sub, rg.Name)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, netOps...)
 	for i, set := range sets {
 		k := model.ScaleSetKey(set.Ref())
 		conds = append(conds, store.ModRevisionIs(k, revs[i]))

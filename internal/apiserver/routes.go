@@ -162,6 +162,9 @@ func (s *Server) register() {
 	s.handle(get, instP+"/bootDiagnostics/serialConsole", cv, s.serialConsole)
 	s.handle(post, instP+"/{action}", cv, s.instanceAction)
 
+	// Microsoft.Network (network.go).
+	s.registerNetwork()
+
 	// Custom images: a tenant uploads an artifact, then names it in
 	// osDisk.image.uri.
 	s.handle(post, subP+"/providers/vmssd.Storage/artifacts", av, s.adminUploadArtifact)

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -103,6 +104,9 @@ type Options struct {
 	MaxConcurrentUploads int
 	// Metrics, if set, serves GET /metrics to operators (metrics.go).
 	Metrics http.Handler
+	// PublicIPPool is where public IP addresses come from
+	// (network.DefaultPublicPool when empty; network.go).
+	PublicIPPool []netip.Prefix
 }
 
 // Server is the HTTP handler.

@@ -545,6 +545,9 @@ func (s *Server) tryWriteScaleSet(r *http.Request, rc *reqCtx, ref model.SetRef,
 	if err := s.uriAllowed(ctx, next, rc.caller); err != nil {
 		return nil, err
 	}
+	if err := s.checkNetworkProfile(ctx, rc.caller, ref, m); err != nil {
+		return nil, err
+	}
 	if modelChanged {
 		if err := s.checkSize(ctx, next.Size()); err != nil {
 			return nil, err

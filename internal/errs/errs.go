@@ -24,6 +24,7 @@ const (
 	TooLarge                       // 413, request body too large
 	MethodNotAllowed               // 405
 	Unavailable                    // 503, temporarily unable (retried by clients)
+	Forbidden                      // 403, authenticated but not allowed (a linked resource of another tenant)
 )
 
 // statusTable is the one place that maps kinds to HTTP statuses.
@@ -37,6 +38,7 @@ var statusTable = map[Kind]int{
 	TooLarge:           http.StatusRequestEntityTooLarge,
 	MethodNotAllowed:   http.StatusMethodNotAllowed,
 	Unavailable:        http.StatusServiceUnavailable,
+	Forbidden:          http.StatusForbidden,
 }
 
 // defaultCode is the ARM code used when an error does not name one.
@@ -50,6 +52,7 @@ var defaultCode = map[Kind]string{
 	TooLarge:           "RequestEntityTooLarge",
 	MethodNotAllowed:   "MethodNotAllowed",
 	Unavailable:        "ServiceUnavailable",
+	Forbidden:          "AuthorizationFailed",
 }
 
 // Error is a client-visible error.

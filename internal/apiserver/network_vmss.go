@@ -1,0 +1,80 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
+
+	"github.com/vmssd/vmssd/api/arm"
+	"github.com/vmssd/vmssd/internal/errs"
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/network"
+)
+
+// checkNetworkProfile validates a scale set model's networkProfile: NIC
+// configuration names, one primary NIC, and every reference (subnet,
+// backend pools, inbound NAT pools, health probe) visible to the caller
+// (403 LinkedAuthorizationFailed) and existing (400
+// InvalidResourceReference). Called on PUT and PATCH of a scale set.
+func (s *Server) checkNetworkProfile(ctx context.Context, c *Caller, ref model.SetRef, m *armcompute.VirtualMachineScaleSet) error {
+	nics := network.ScaleSetNICs(m)
+	const base = "properties.virtualMachineProfile.networkProfile.networkInterfaceConfigurations"
+	primaries := 0
+	seen := map[string]bool{}
+	for _, n := range nics {
+		if err := network.ValidName(n.Name, base+".name"); err != nil {
+			return err
+		}
+		if seen[strings.ToLower(n.Name)] {
+			return errs.New(errs.Invalid, "DuplicateResourceName", "The scale set has two network interface configurations named %s.", n.Name).WithTarget(base + ".name")
+		}
+		seen[strings.ToLower(n.Name)] = true
+		if n.Primary {
+			primaries++
+		}
+		if len(n.IPConfigs) == 0 {
+			return errs.InvalidParameter(base+".properties.ipConfigurations", "Network interface configuration %s has no IP configuration.", n.Name)
+		}
+		for _, ipc := range n.IPConfigs {
+			if err := network.ValidName(ipc.Name, base+".properties.ipConfigurations.name"); err != nil {
+				return err
+			}
+		}
+	}
+	if len(nics) > 1 && primaries != 1 {
+		return errs.New(errs.Invalid, "VMScaleSetMustHaveOnePrimaryNetworkInterfaceConfiguration", "Virtual machine scale set %s with more than one network interface configuration must have exactly one primary.", ref.Name).WithTarget(base)
+	}
+	scope := arm.ScaleSetID(ref.Sub, ref.RG, ref.Name)
+	const action = "Microsoft.Compute/virtualMachineScaleSets/write"
+	for _, r := range network.ScaleSetRefs(m) {
+		rec, _, err := s.linked(ctx, c, r, action, scope, scope)
+		if err != nil {
+			return err
+		}
+		p, _ := network.ParseRef(r.ID, r.Kind)
+		found := false
+		switch r.Kind {
+		case network.RefSubnet:
+			vn := &armnetwork.VirtualNetwork{}
+			if err := json.Unmarshal(rec.Model, vn); err != nil {
+				return err
+			}
+			found = network.FindSubnet(vn, p.Child()) != nil
+		default:
+			lb := &armnetwork.LoadBalancer{}
+			if err := json.Unmarshal(rec.Model, lb); err != nil {
+				return err
+			}
+			for _, name := range lbPartNames(lb, r.Kind) {
+				found = found || strings.EqualFold(name, p.Child())
+			}
+		}
+		if !found {
+			return network.InvalidRef(r.ID, scope, r.Target)
+		}
+	}
+	return nil
+}
