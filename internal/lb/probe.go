@@ -81,8 +81,11 @@ func (p *prober) reset() {
 	}
 }
 
+// timeout bounds one probe: the interval, but never less than 2 s, so that
+// a member slow to answer on a busy machine is not mistaken for a dead one
+// (a refused connection or a non-200 answer fails at once anyway).
 func (p *prober) timeout() time.Duration {
-	return min(max(p.t.Spec.Interval, 200*time.Millisecond), 30*time.Second)
+	return min(max(p.t.Spec.Interval, 2*time.Second), 30*time.Second)
 }
 
 func (p *prober) loop(ctx context.Context) {

@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -94,10 +93,8 @@ func (l *listener) serveTCP(c *net.TCPConn) {
 		if !ok || !b.acquire(f) {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.lb.opts.DialTimeout)
-		var d net.Dialer
-		sc, err := d.DialContext(ctx, "tcp", addr)
-		cancel()
+		d := net.Dialer{Timeout: l.lb.opts.DialTimeout}
+		sc, err := d.Dial("tcp", addr)
 		if err != nil {
 			b.stats.failures.Add(1)
 			b.release(f)
@@ -125,19 +122,22 @@ var errIdle = errors.New("idle timeout")
 // timeout (no byte either way for rt.IdleTimeout).
 func (f *tcpFlow) proxy(rt *liveRoute, fe, be *counters) {
 	f.last.Store(time.Now().UnixNano())
-	errc := make(chan error, 2)
-	go func() { errc <- f.copy(f.server, f.client, rt.IdleTimeout, &fe.bytesIn, &be.bytesIn) }()
-	go func() { errc <- f.copy(f.client, f.server, rt.IdleTimeout, &fe.bytesOut, &be.bytesOut) }()
-	err := <-errc
+	errc := make(chan error, 1)
+	go func() {
+		err := f.copy(f.server, f.client, rt.IdleTimeout, &fe.bytesIn, &be.bytesIn)
+		if err != nil {
+			f.close(rt.TCPReset && errors.Is(err, errIdle)) // ends the other direction too
+		}
+		errc <- err
+	}()
+	err := f.copy(f.client, f.server, rt.IdleTimeout, &fe.bytesOut, &be.bytesOut)
 	if err != nil {
+		// Closing both ends also ends the other direction.
 		f.close(rt.TCPReset && errors.Is(err, errIdle))
 		<-errc
 		return
 	}
-	if err = <-errc; err != nil {
-		f.close(rt.TCPReset && errors.Is(err, errIdle))
-		return
-	}
+	<-errc
 	f.close(false)
 }
 

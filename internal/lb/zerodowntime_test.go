@@ -97,6 +97,7 @@ func TestZeroFailedRequestsWhileMembersAreReplaced(t *testing.T) {
 		t.Fatalf("only %d requests were sent", metrics.Requests)
 	}
 	if ok := uint64(metrics.StatusCodes["200"]); ok != metrics.Requests || len(metrics.Errors) != 0 {
+		t.Logf("counters: %+v", l.Snapshot())
 		t.Fatalf("%d of %d requests failed: codes %v, errors %v", metrics.Requests-ok, metrics.Requests, metrics.StatusCodes, metrics.Errors)
 	}
 	for i := range n {
