@@ -1,0 +1,205 @@
+package security
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/vmssd/vmssd/internal/auth"
+	"github.com/vmssd/vmssd/internal/testenv"
+)
+
+const netAPI = "?api-version=2025-05-01"
+
+func (tn *tenant) net(typ, name string) string {
+	return tn.rg() + "/providers/Microsoft.Network/" + typ + "/" + name
+}
+
+// netPut writes a network resource and wants status.
+func netPut(t *testing.T, e *testenv.Env, token, path string, body any, status int) *testenv.Response {
+	t.Helper()
+	r := send(t, e, token, call{method: http.MethodPut, path: path + netAPI, body: body})
+	if r.Status != status {
+		t.Fatalf("PUT %s: %d %s, want %d", path, r.Status, r.Body, status)
+	}
+	return r
+}
+
+func vnetBody(prefix string, nsg string) map[string]any {
+	sn := map[string]any{"addressPrefix": strings.Replace(prefix, "/16", "/24", 1)}
+	if nsg != "" {
+		sn["networkSecurityGroup"] = map[string]any{"id": nsg}
+	}
+	return map[string]any{"location": "local", "properties": map[string]any{
+		"addressSpace": map[string]any{"addressPrefixes": []string{prefix}},
+		"subnets":      []any{map[string]any{"name": "default", "properties": sn}},
+	}}
+}
+
+func lbBody(pip, lbID string) map[string]any {
+	fe := map[string]any{"id": lbID + "/frontendIPConfigurations/fe"}
+	return map[string]any{"location": "local", "properties": map[string]any{
+		"frontendIPConfigurations": []any{map[string]any{"name": "fe", "properties": map[string]any{"publicIPAddress": map[string]any{"id": pip}}}},
+		"backendAddressPools":      []any{map[string]any{"name": "pool"}},
+		"probes":                   []any{map[string]any{"name": "tcp", "properties": map[string]any{"protocol": "Tcp", "port": 80}}},
+		"inboundNatPools": []any{map[string]any{"name": "ssh", "properties": map[string]any{
+			"protocol": "Tcp", "frontendPortRangeStart": 50000, "frontendPortRangeEnd": 50099, "backendPort": 22, "frontendIPConfiguration": fe}}},
+	}}
+}
+
+// setWithNIC is a scale set (no instances) whose NIC names a subnet and,
+// when given, a backend pool.
+func setWithNIC(subnet, pool string) map[string]any {
+	b := testenv.VMSSBody(0, "latest", "Manual")
+	ipc := map[string]any{"subnet": map[string]any{"id": subnet}}
+	if pool != "" {
+		ipc["loadBalancerBackendAddressPools"] = []any{map[string]any{"id": pool}}
+	}
+	vp := b["properties"].(map[string]any)["virtualMachineProfile"].(map[string]any)
+	vp["networkProfile"] = map[string]any{"networkInterfaceConfigurations": []any{map[string]any{
+		"name": "nic", "properties": map[string]any{"primary": true, "ipConfigurations": []any{map[string]any{"name": "ipc", "properties": ipc}}},
+	}}}
+	return b
+}
+
+// TestNetworkIsolation: tenant B cannot link tenant A's subnet, pool,
+// public IP or NSG (403 LinkedAuthorizationFailed, the same answer whether
+// the resource exists or not), cannot read them, and A's resources are
+// unchanged; both tenants can use the same address range.
+func TestNetworkIsolation(t *testing.T) {
+	e := start(t, testenv.Options{})
+	a := setupTenant(t, e, "tenantA", subA)
+	b := setupTenant(t, e, "tenantB", subB)
+	a.token = e.IssueToken(a.id, auth.RoleTenant)
+	b.token = e.IssueToken(b.id, auth.RoleTenant)
+	for _, tn := range []*tenant{a, b} {
+		if r := send(t, e, tn.token, call{method: http.MethodPut, path: tn.rg(), body: map[string]any{"location": "local"}}); r.Status != http.StatusCreated {
+			t.Fatalf("%s rg: %d %s", tn.id, r.Status, r.Body)
+		}
+	}
+	// A: NSG, vnet, public IP, load balancer, a scale set in the subnet.
+	netPut(t, e, a.token, a.net("networkSecurityGroups", "nsg"), map[string]any{"location": "local"}, http.StatusCreated)
+	netPut(t, e, a.token, a.net("virtualNetworks", "vn"), vnetBody("10.0.0.0/16", a.net("networkSecurityGroups", "nsg")), http.StatusCreated)
+	pipA := netPut(t, e, a.token, a.net("publicIPAddresses", "ip"), map[string]any{"location": "local"}, http.StatusCreated)
+	netPut(t, e, a.token, a.net("loadBalancers", "lb"), lbBody(a.net("publicIPAddresses", "ip"), a.net("loadBalancers", "lb")), http.StatusCreated)
+	subnetA, poolA := a.net("virtualNetworks", "vn")+"/subnets/default", a.net("loadBalancers", "lb")+"/backendAddressPools/pool"
+	if r := send(t, e, a.token, call{method: http.MethodPut, path: a.vmss(), body: setWithNIC(subnetA, poolA)}); r.Status != http.StatusCreated {
+		t.Fatalf("A's scale set: %d %s", r.Status, r.Body)
+	}
+	deleteAtEnd(t, e, a.token, a.vmss())
+	before := map[string]string{}
+	for _, p := range []string{a.net("virtualNetworks", "vn"), a.net("publicIPAddresses", "ip"), a.net("loadBalancers", "lb"), a.net("networkSecurityGroups", "nsg")} {
+		r := send(t, e, a.token, call{method: http.MethodGet, path: p + netAPI})
+		if r.Status != http.StatusOK {
+			t.Fatalf("GET %s: %d", p, r.Status)
+		}
+		before[p] = r.Header.Get("ETag")
+	}
+
+	// B: the same address range works in its own network.
+	netPut(t, e, b.token, b.net("virtualNetworks", "vn"), vnetBody("10.0.0.0/16", ""), http.StatusCreated)
+	netPut(t, e, b.token, b.net("publicIPAddresses", "ip"), map[string]any{"location": "local"}, http.StatusCreated)
+	subnetB := b.net("virtualNetworks", "vn") + "/subnets/default"
+	const linked = "LinkedAuthorizationFailed"
+	nicTarget := "properties.virtualMachineProfile.networkProfile.networkInterfaceConfigurations[0].properties.ipConfigurations[0].properties"
+	for _, tc := range []struct {
+		name   string
+		c      call
+		status int
+		code   string
+		target string
+	}{
+		{"set-with-A-subnet", call{method: http.MethodPut, path: b.vmss(), body: setWithNIC(subnetA, "")}, 403, linked, nicTarget + ".subnet.id"},
+		{"set-with-A-missing-subnet", call{method: http.MethodPut, path: b.vmss(), body: setWithNIC(a.net("virtualNetworks", "nope")+"/subnets/x", "")}, 403, linked, nicTarget + ".subnet.id"},
+		{"set-with-A-pool", call{method: http.MethodPut, path: b.vmss(), body: setWithNIC(subnetB, poolA)}, 403, linked, nicTarget + ".loadBalancerBackendAddressPools[0].id"},
+		{"set-with-unknown-subscription", call{method: http.MethodPut, path: b.vmss(), body: setWithNIC("/subscriptions/cccccccc-0000-4000-8000-00000000000c/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/vn/subnets/default", "")}, 403, linked, nicTarget + ".subnet.id"},
+		{"set-with-own-missing-subnet", call{method: http.MethodPut, path: b.vmss(), body: setWithNIC(b.net("virtualNetworks", "vn")+"/subnets/nope", "")}, 400, "InvalidResourceReference", nicTarget + ".subnet.id"},
+		{"lb-on-A-public-ip", call{method: http.MethodPut, path: b.net("loadBalancers", "lb") + netAPI, body: lbBody(a.net("publicIPAddresses", "ip"), b.net("loadBalancers", "lb"))}, 403, linked, "properties.frontendIPConfigurations[0].properties.publicIPAddress.id"},
+		{"subnet-with-A-nsg", call{method: http.MethodPut, path: b.net("virtualNetworks", "vn2") + netAPI, body: vnetBody("10.1.0.0/16", a.net("networkSecurityGroups", "nsg"))}, 403, linked, "properties.subnets[0].properties.networkSecurityGroup.id"},
+		{"get-A-vnet", call{method: http.MethodGet, path: a.net("virtualNetworks", "vn") + netAPI}, 404, "SubscriptionNotFound", ""},
+		{"delete-A-lb", call{method: http.MethodDelete, path: a.net("loadBalancers", "lb") + netAPI}, 404, "SubscriptionNotFound", ""},
+		{"list-A-public-ips", call{method: http.MethodGet, path: "/subscriptions/" + subA + "/providers/Microsoft.Network/publicIPAddresses" + netAPI}, 404, "SubscriptionNotFound", ""},
+		{"A-scale-set-nics", call{method: http.MethodGet, path: a.vmss() + "/networkInterfaces?api-version=2018-10-01"}, 404, "SubscriptionNotFound", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := send(t, e, b.token, tc.c)
+			wantError(t, tc.name, r, tc.status, tc.code, tc.target)
+			if strings.Contains(string(r.Body), "10.0.0.") || strings.Contains(string(r.Body), "127.0.") {
+				t.Errorf("%s: answer leaks an address: %s", tc.name, r.Body)
+			}
+		})
+	}
+	// B's scale set in its own subnet works.
+	if r := send(t, e, b.token, call{method: http.MethodPut, path: b.vmss(), body: setWithNIC(subnetB, "")}); r.Status != http.StatusCreated {
+		t.Fatalf("B's scale set: %d %s", r.Status, r.Body)
+	}
+	deleteAtEnd(t, e, b.token, b.vmss())
+	// PATCH to A's subnet is refused too.
+	patch := map[string]any{"properties": map[string]any{"virtualMachineProfile": setWithNIC(subnetA, "")["properties"].(map[string]any)["virtualMachineProfile"]}}
+	wantError(t, "patch-to-A-subnet", send(t, e, b.token, call{method: http.MethodPatch, path: b.vmss(), body: patch}), 403, linked, nicTarget+".subnet.id")
+	// B sees only its own resources; A's are unchanged.
+	r := send(t, e, b.token, call{method: http.MethodGet, path: "/subscriptions/" + subB + "/providers/Microsoft.Network/publicIPAddresses" + netAPI})
+	var list struct {
+		Value []struct {
+			ID string `json:"id"`
+		} `json:"value"`
+	}
+	if err := r.JSON(&list); err != nil || len(list.Value) != 1 || !strings.HasPrefix(list.Value[0].ID, "/subscriptions/"+subB+"/") {
+		t.Fatalf("B's public IPs: %s", r.Body)
+	}
+	for p, tag := range before {
+		if got := send(t, e, a.token, call{method: http.MethodGet, path: p + netAPI}).Header.Get("ETag"); got != tag {
+			t.Errorf("%s changed: etag %s -> %s", p, tag, got)
+		}
+	}
+	if !strings.Contains(string(pipA.Body), `"ipAddress":"127.0.`) {
+		t.Errorf("A's public IP: %s", pipA.Body)
+	}
+	// A's subnet is in use by A's scale set.
+	wantError(t, "delete-subnet-in-use", send(t, e, a.token, call{method: http.MethodDelete, path: subnetA + netAPI}), 400, "InUseSubnetCannotBeDeleted", "")
+	wantError(t, "delete-lb-in-use", send(t, e, a.token, call{method: http.MethodDelete, path: a.net("loadBalancers", "lb") + netAPI}), 400, "LoadBalancerInUseByVirtualMachineScaleSet", "")
+}
+
+// TestNetworkBadInput: malformed network requests get ARM errors.
+func TestNetworkBadInput(t *testing.T) {
+	e := start(t, testenv.Options{})
+	rg := e.RGPath("rg-bad")
+	e.CreateRG("rg-bad")
+	vn := rg + "/providers/Microsoft.Network/virtualNetworks/vn"
+	netPut(t, e, e.Token, vn, vnetBody("10.0.0.0/16", ""), http.StatusCreated)
+	r := send(t, e, e.Token, call{method: http.MethodGet, path: vn + netAPI})
+	tag := r.Header.Get("ETag")
+	for _, tc := range []struct {
+		name   string
+		c      call
+		status int
+		code   string
+	}{
+		{"no-body", call{method: http.MethodPut, path: vn + netAPI}, 400, "InvalidRequestContent"},
+		{"not-json", call{method: http.MethodPut, path: vn + netAPI, body: "{"}, 400, "InvalidRequestContent"},
+		{"wrong-type", call{method: http.MethodPut, path: vn + netAPI, body: `{"location":"local","properties":{"addressSpace":{"addressPrefixes":"10.0.0.0/16"}}}`}, 400, "InvalidRequestContent"},
+		{"no-location", call{method: http.MethodPut, path: vn + netAPI, body: map[string]any{"properties": vnetBody("10.0.0.0/16", "")["properties"]}}, 400, "LocationRequired"},
+		{"other-location", call{method: http.MethodPut, path: vn + netAPI, body: map[string]any{"location": "mars", "properties": vnetBody("10.0.0.0/16", "")["properties"]}}, 400, "LocationNotAvailableForResourceType"},
+		{"bad-cidr", call{method: http.MethodPut, path: vn + netAPI, body: vnetBody("10.0.0.0/99", "")}, 400, "InvalidAddressPrefixFormat"},
+		{"bad-name", call{method: http.MethodPut, path: rg + "/providers/Microsoft.Network/virtualNetworks/-x" + netAPI, body: vnetBody("10.0.0.0/16", "")}, 400, "InvalidResourceName"},
+		{"stale-if-match", call{method: http.MethodPut, path: vn + netAPI, body: vnetBody("10.0.0.0/16", ""), header: map[string]string{"If-Match": `"1"`}}, 412, "PreconditionFailed"},
+		{"if-none-match-star", call{method: http.MethodPut, path: vn + netAPI, body: vnetBody("10.0.0.0/16", ""), header: map[string]string{"If-None-Match": "*"}}, 412, "PreconditionFailed"},
+		{"unknown-api-version", call{method: http.MethodGet, path: vn + "?api-version=2099-01-01"}, 400, "NoRegisteredProviderFound"},
+		{"missing-rg", call{method: http.MethodPut, path: e.RGPath("nope") + "/providers/Microsoft.Network/publicIPAddresses/ip" + netAPI, body: map[string]any{"location": "local"}}, 404, "ResourceGroupNotFound"},
+		{"missing-vnet", call{method: http.MethodGet, path: rg + "/providers/Microsoft.Network/virtualNetworks/nope" + netAPI}, 404, "ResourceNotFound"},
+		{"lb-bad-probe", call{method: http.MethodPut, path: rg + "/providers/Microsoft.Network/loadBalancers/lb" + netAPI, body: map[string]any{"location": "local", "properties": map[string]any{
+			"probes": []any{map[string]any{"name": "p", "properties": map[string]any{"protocol": "Http", "port": 80}}}}}}, 400, "ProbeRequestPathMissing"},
+		{"pip-bad-label", call{method: http.MethodPut, path: rg + "/providers/Microsoft.Network/publicIPAddresses/ip" + netAPI, body: map[string]any{"location": "local", "properties": map[string]any{"dnsSettings": map[string]any{"domainNameLabel": "UPPER"}}}}, 400, "InvalidDomainNameLabel"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantError(t, tc.name, send(t, e, e.Token, tc.c), tc.status, tc.code, "")
+		})
+	}
+	if got := send(t, e, e.Token, call{method: http.MethodGet, path: vn + netAPI}).Header.Get("ETag"); got != tag {
+		t.Errorf("vnet changed by refused requests: %s -> %s", tag, got)
+	}
+	// The right If-Match succeeds.
+	netPut(t, e, e.Token, vn, vnetBody("10.0.0.0/16", ""), http.StatusOK)
+	r = send(t, e, e.Token, call{method: http.MethodPut, path: vn + netAPI, body: vnetBody("10.0.0.0/16", ""), header: map[string]string{"If-Match": tag}})
+	wantError(t, "old-if-match", r, 412, "PreconditionFailed", "")
+}
