@@ -46,7 +46,9 @@ var deploymentNameRE = regexp.MustCompile(`^[-\w._()]{1,64}$`)
 func (s *Server) registerDeployments() {
 	rv := ResourcesAPIVersions
 	get, put, post, del := http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete
-	for _, base := range []string{depRGP, depSubP} {
+	// The deployment operations client addresses deployments without
+	// "providers/Microsoft.Resources" (ARM serves both forms).
+	for _, base := range []string{depRGP, depSubP, rgP + "/deployments", subP + "/deployments"} {
 		s.handle(get, base, rv, s.listDeployments)
 		s.handle(put, base+"/{dep}", rv, s.putDeployment)
 		s.handle(get, base+"/{dep}", rv, s.getDeployment)
@@ -779,7 +781,8 @@ func (s *Server) deleteDeployment(w http.ResponseWriter, r *http.Request, rc *re
 		}
 		return err
 	}
-	w.WriteHeader(http.StatusOK)
+	// 204 as the SDK's BeginDelete expects of a finished deletion.
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

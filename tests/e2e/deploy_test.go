@@ -179,7 +179,7 @@ func TestDeployScaleSetTemplate(t *testing.T) {
 	if len(list.Value) != 2 || list.Value[0]["name"] != "d3" {
 		t.Fatalf("list: %v", list.Value)
 	}
-	if r := e.Do(http.MethodDelete, depPath(e, "rg", "d1"), nil); r.Status != http.StatusOK {
+	if r := e.Do(http.MethodDelete, depPath(e, "rg", "d1"), nil); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", r.Status, r.Body)
 	}
 	if r := e.Do(http.MethodGet, depPath(e, "rg", "d1"), nil); r.Status != http.StatusNotFound || r.ErrorCode() != "DeploymentNotFound" {
