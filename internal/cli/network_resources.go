@@ -230,7 +230,9 @@ var publicIPKind = &netKind[*armnetwork.PublicIPAddress]{
 	list: func(ctx context.Context, f *armnetwork.ClientFactory, rg string) ([]*armnetwork.PublicIPAddress, error) {
 		c := f.NewPublicIPAddressesClient()
 		if rg == "" {
-			return pages(ctx, c.NewListAllPager(nil), func(p armnetwork.PublicIPAddressesClientListAllResponse) []*armnetwork.PublicIPAddress { return p.Value })
+			return pages(ctx, c.NewListAllPager(nil), func(p armnetwork.PublicIPAddressesClientListAllResponse) []*armnetwork.PublicIPAddress {
+				return p.Value
+			})
 		}
 		return pages(ctx, c.NewListPager(rg, nil), func(p armnetwork.PublicIPAddressesClientListResponse) []*armnetwork.PublicIPAddress { return p.Value })
 	},
