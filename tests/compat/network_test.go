@@ -2,6 +2,7 @@ package compat
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -365,4 +366,34 @@ func poll[T any](p *runtime.Poller[T], err error) polled[T] { return polled[T]{p
 func (b polled[T]) done(t *testing.T, what string) T {
 	t.Helper()
 	return done(t, what, b.p, b.err)
+}
+
+// TestNetworkProviders: the providers API lists Microsoft.Network's
+// resource types with the api-versions served (newest armnetwork's first,
+// the hybrid profiles' among them).
+func TestNetworkProviders(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	opts := &arm.ClientOptions{ClientOptions: coreOptions(e), DisableRPRegistration: true}
+	pc, err := armresources.NewProvidersClient(server.DefaultSubscriptionID, staticCred(e.Token), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pc.Get(ctxT(t, 30*time.Second), "Microsoft.Network", nil)
+	if err != nil {
+		t.Fatalf("get Microsoft.Network: %v", err)
+	}
+	types := map[string][]string{}
+	for _, rt := range got.ResourceTypes {
+		types[val(rt.ResourceType)] = values(rt.APIVersions)
+	}
+	for _, want := range []string{"virtualNetworks", "virtualNetworks/subnets", "publicIPAddresses", "loadBalancers", "loadBalancers/probes", "networkSecurityGroups"} {
+		vs, ok := types[want]
+		if !ok {
+			t.Errorf("Microsoft.Network has no type %s (has %v)", want, slices.Collect(maps.Keys(types)))
+			continue
+		}
+		if vs[0] != "2025-05-01" || !slices.Contains(vs, "2018-11-01") || !slices.Contains(vs, "2017-10-01") {
+			t.Errorf("%s api-versions: %v", want, vs)
+		}
+	}
 }
