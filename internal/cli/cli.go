@@ -147,6 +147,7 @@ JMESPath query applied to the result before it is formatted.`,
 	root.addFlags(cmd)
 	cmd.AddCommand(newVMSSCommand(root), newVMCommand(root), newImageCommand(root), newGroupCommand(root), newAdminCommand(root))
 	cmd.AddCommand(newNetworkCommand(root))
+	cmd.AddCommand(newDeploymentCommand(root))
 	return cmd
 }
 
