@@ -51,20 +51,19 @@
 package process
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
 	"github.com/vmssd/vmssd/internal/driver/instdir"
+	"github.com/vmssd/vmssd/internal/driver/lifecycle"
 	"github.com/vmssd/vmssd/internal/driver/portpool"
 	"github.com/vmssd/vmssd/internal/driver/sandbox"
 	"github.com/vmssd/vmssd/internal/fsutil"
@@ -179,22 +178,29 @@ func (o *Options) setDefaults() error {
 // Driver runs instances as supervised host processes. It implements
 // driver.Driver; its methods are safe for concurrent use (operations on one
 // instance are serialized, operations on different instances run in
-// parallel).
+// parallel). The lifecycle (instance table, locking, state files, the
+// operations' skeleton, Recover's walk) is package lifecycle's; this
+// driver is its Guest. A graceful Stop sends SIGTERM to the guest's process
+// group and waits up to StopTimeout (or until ctx is done) before SIGKILL;
+// a Stop keeps the port, Deallocate releases it.
 type Driver struct {
-	opts Options
-	log  *slog.Logger
+	opts    Options
+	log     *slog.Logger
+	backoff hostproc.Backoff
 
-	// ctx is cancelled by Close; it bounds every goroutine of the driver,
-	// and wg counts them.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	tab *lifecycle.Table[*instance]
+	// Ops gives the driver its Start, Stop, Deallocate, Restart, Delete,
+	// Inspect, List and Console.
+	*lifecycle.Ops[*instance]
+	// ctx is the table's: cancelled by Close, it bounds every goroutine of
+	// the driver (started with tab.Go).
+	ctx context.Context
 
-	mu        sync.Mutex
-	closed    bool
-	instances map[string]*instance
-	ports     *portpool.Pool
-	forwards  map[*sandbox.Forwarder]struct{} // loopback forwards into containers
+	// mu guards ports and forwards. Lock order: an instance's Op, then mu,
+	// then its Mu.
+	mu       sync.Mutex
+	ports    *portpool.Pool
+	forwards map[*sandbox.Forwarder]struct{} // loopback forwards into containers
 
 	// sb runs containers (nil when guests run as plain processes);
 	// sandboxErr says why a host that should sandbox cannot.
@@ -213,23 +219,29 @@ func New(opts Options) (*Driver, error) {
 	if err := os.MkdirAll(opts.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("process: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	log := opts.Logger.With("driver", Name)
+	tab := lifecycle.NewTable(Name, opts.Root, ErrClosed, log, newInstance)
 	d := &Driver{
-		opts:      opts,
-		log:       opts.Logger.With("driver", Name),
-		ctx:       ctx,
-		cancel:    cancel,
-		instances: make(map[string]*instance),
-		ports:     portpool.New(opts.Ports),
-		forwards:  make(map[*sandbox.Forwarder]struct{}),
+		opts:     opts,
+		log:      log,
+		backoff:  backoffOf(opts),
+		tab:      tab,
+		ctx:      tab.Ctx(),
+		ports:    portpool.New(opts.Ports),
+		forwards: make(map[*sandbox.Forwarder]struct{}),
 	}
+	d.Ops = &lifecycle.Ops[*instance]{Tab: tab, Guest: guest{d}, Log: log, Backoff: d.backoff, ErrConflict: ErrConflict, ConsoleMaxBytes: opts.ConsoleMaxBytes}
 	if err := d.setupIsolation(); err != nil {
-		cancel()
+		tab.Close()
 		return nil, err
 	}
-	d.wg.Add(1)
-	go d.housekeep()
+	tab.Go(func() { tab.Housekeep(opts.ConsoleCheckInterval, d.housekeep) })
 	return d, nil
+}
+
+// backoffOf is the restart backoff of opts.
+func backoffOf(o Options) hostproc.Backoff {
+	return hostproc.Backoff{Initial: o.RestartBackoff, Max: o.MaxRestartBackoff, StableAfter: stableAfter}
 }
 
 // Name returns "process".
@@ -238,15 +250,9 @@ func (d *Driver) Name() string { return Name }
 // Close stops supervising and waits for the driver's goroutines. Guests keep
 // running; a new Driver's Recover re-adopts them. Close is idempotent.
 func (d *Driver) Close() error {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
+	if !d.tab.Close() {
 		return nil
 	}
-	d.closed = true
-	d.mu.Unlock()
-	d.cancel()
-	d.wg.Wait()
 	// The guests keep running; their forwards end with this process (the
 	// next Recover opens them again).
 	d.mu.Lock()
@@ -263,6 +269,23 @@ func (d *Driver) Close() error {
 	return nil
 }
 
+// checkSpec validates a spec for op ("create", "reimage"): its id, its
+// image, how it may run.
+func (d *Driver) checkSpec(op string, spec driver.Spec) (driver.Spec, manifest, []byte, Isolation, error) {
+	if err := d.tab.ValidID(spec.ID); err != nil {
+		return spec, manifest{}, nil, "", err
+	}
+	spec, m, raw, err := d.prepareSpec(spec)
+	if err != nil {
+		return spec, m, nil, "", fmt.Errorf("process: %s %s: %w", op, spec.ID, err)
+	}
+	iso, err := d.isolationFor(spec)
+	if err != nil {
+		return spec, m, nil, "", fmt.Errorf("process: %s %s: %w", op, spec.ID, err)
+	}
+	return spec, m, raw, iso, nil
+}
+
 // Create builds the instance directory (a fresh disk from the image) and
 // starts the guest. Creating an existing ID with the same image (same
 // digest, or same directory when a digest is missing) returns its status
@@ -270,53 +293,26 @@ func (d *Driver) Close() error {
 // the guest cannot be started, Create returns the error but the instance
 // exists and the supervisor keeps retrying (Status.Message says why).
 func (d *Driver) Create(ctx context.Context, spec driver.Spec) (driver.Status, error) {
-	if err := validID(spec.ID); err != nil {
-		return driver.Status{}, err
-	}
-	spec, m, raw, err := d.prepareSpec(spec)
-	if err != nil {
-		return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
-	}
-	iso, err := d.isolationFor(spec)
-	if err != nil {
-		return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
-	}
-	in, err := d.lockOrAdd(spec.ID)
+	spec, m, raw, iso, err := d.checkSpec("create", spec)
 	if err != nil {
 		return driver.Status{}, err
 	}
-	defer in.op.Unlock()
-	if in.created {
-		in.mu.Lock()
-		cur := in.spec
-		in.mu.Unlock()
-		if sameImage(cur, spec) {
-			return in.status(), nil
-		}
-		return in.status(), fmt.Errorf("process: create %s with image %s: %w (it has %s)",
-			spec.ID, spec.ImageDigest, ErrConflict, cur.ImageDigest)
-	}
-	ctx, cancel := d.opContext(ctx)
+	ctx, cancel := d.tab.OpContext(ctx)
 	defer cancel()
-	now := time.Now().UTC()
-	st := state{Desired: driver.PowerRunning, Power: driver.PowerStarting, Since: now, Message: "creating", Isolation: iso}
 	if iso == IsolationRunc {
 		unpin, err := d.pinLayer(ctx, spec)
 		if err != nil {
-			d.drop(in)
 			return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
 		}
 		defer unpin()
 	}
-	if err := d.buildInstanceDir(ctx, spec, raw, st); err != nil {
-		d.drop(in)
-		return driver.Status{}, fmt.Errorf("process: create %s: %w", spec.ID, err)
-	}
-	in.mu.Lock()
-	in.created, in.spec, in.manifest, in.st = true, spec, m, st
-	in.mu.Unlock()
-	d.log.Info("instance created", "id", spec.ID, "image", spec.ImageDigest)
-	return d.startLocked(in)
+	return d.Ops.Create(ctx, spec, lifecycle.CreateSteps[*instance]{
+		Build: func(ctx context.Context, dir string) error {
+			return d.writeInstanceFiles(ctx, dir, spec, raw, iso)
+		},
+		State:   func(in *instance) { in.st.Isolation = iso },
+		Install: func(in *instance) { in.manifest = m },
+	})
 }
 
 // prepareSpec makes spec.ImageDir absolute and loads the image.
@@ -332,18 +328,23 @@ func (d *Driver) prepareSpec(spec driver.Spec) (driver.Spec, manifest, []byte, e
 	return spec, m, raw, err
 }
 
-// buildInstanceDir builds the instance directory under a temporary name in
-// Root and renames it into place: a crash leaves either nothing or a
-// complete directory.
+// writeInstanceFiles writes what an image gives an instance into dir: the
+// disk, the manifest and the metadata (not spec.json or state.json).
+func (d *Driver) writeInstanceFiles(ctx context.Context, dir string, spec driver.Spec, rawManifest []byte, iso Isolation) error {
+	if err := d.newDisk(ctx, spec, iso, dir); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, manifestFile), rawManifest, 0o644); err != nil {
+		return err
+	}
+	return writeJSONAtomic(filepath.Join(dir, metadataFile), spec.Metadata)
+}
+
+// buildInstanceDir builds the instance directory with state st under a
+// temporary name in Root and renames it into place (repairs use it).
 func (d *Driver) buildInstanceDir(ctx context.Context, spec driver.Spec, rawManifest []byte, st state) error {
 	return instdir.Create(d.opts.Root, spec.ID, func(tmp string) error {
-		if err := d.newDisk(ctx, spec, st.Isolation, tmp); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(filepath.Join(tmp, manifestFile), rawManifest, 0o644); err != nil {
-			return err
-		}
-		if err := writeJSONAtomic(filepath.Join(tmp, metadataFile), spec.Metadata); err != nil {
+		if err := d.writeInstanceFiles(ctx, tmp, spec, rawManifest, st.Isolation); err != nil {
 			return err
 		}
 		if err := writeJSONAtomic(filepath.Join(tmp, stateFile), st); err != nil {
@@ -373,437 +374,55 @@ func copyDisk(ctx context.Context, spec driver.Spec, dir string) error {
 	return nil
 }
 
-// Start boots a stopped or deallocated instance on its existing disk (a
-// deallocated instance gets a new port). Starting a running instance does
-// nothing; starting one whose guest is between crash restarts restarts it
-// now.
-func (d *Driver) Start(ctx context.Context, id string) (driver.Status, error) {
-	in, err := d.lockInstance(id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.Unlock()
-	in.cancelRestart()
-	in.mu.Lock()
-	running, desired := in.proc != nil, in.st.Desired
-	in.mu.Unlock()
-	if running {
-		if desired != driver.PowerRunning {
-			in.update(func(st *state) { st.Desired = driver.PowerRunning })
-			if err := in.persist(); err != nil {
-				return in.status(), err
-			}
-		}
-		return in.status(), nil
-	}
-	return d.startLocked(in)
-}
-
-// startLocked starts the guest of an instance that has none. If it cannot,
-// the supervisor retries with backoff. Called with op held.
-func (d *Driver) startLocked(in *instance) (driver.Status, error) {
-	in.failures = 0
-	in.update(func(st *state) {
-		st.Desired = driver.PowerRunning
-		st.setPower(driver.PowerStarting, "")
-	})
-	if err := in.persist(); err != nil {
-		return in.status(), err
-	}
-	if err := d.spawnLocked(in, false); err != nil {
-		delay := in.nextBackoff(d.opts, 0)
-		in.update(func(st *state) {
-			st.setPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
-		})
-		if perr := in.persist(); perr != nil {
-			d.log.Error("persist instance state", "id", in.id, "err", perr)
-		}
-		d.goRestart(in, delay)
-		return in.status(), fmt.Errorf("process: start %s: %w", in.id, err)
-	}
-	return in.status(), nil
-}
-
-// Stop powers the instance off and keeps its disk and its port. graceful
-// sends SIGTERM to the guest's process group and waits up to StopTimeout
-// (or until ctx is done) before SIGKILL; otherwise SIGKILL at once. Stopping
-// a stopped or deallocated instance does nothing.
-func (d *Driver) Stop(ctx context.Context, id string, graceful bool) (driver.Status, error) {
-	in, err := d.lockInstance(id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.Unlock()
-	in.cancelRestart()
-	in.mu.Lock()
-	idle := in.proc == nil && in.st.Desired != driver.PowerRunning
-	in.mu.Unlock()
-	if idle {
-		return in.status(), nil
-	}
-	if err := d.powerOffLocked(ctx, in, driver.PowerStopped, driver.PowerStopping, graceful); err != nil {
-		return in.status(), err
-	}
-	d.log.Info("instance stopped", "id", id, "graceful", graceful)
-	return in.status(), nil
-}
-
-// Deallocate stops the instance gracefully and releases its port; the disk
-// is kept.
-func (d *Driver) Deallocate(ctx context.Context, id string) (driver.Status, error) {
-	in, err := d.lockInstance(id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.Unlock()
-	in.cancelRestart()
-	in.mu.Lock()
-	done := in.proc == nil && in.st.Desired == driver.PowerDeallocated
-	in.mu.Unlock()
-	if done {
-		return in.status(), nil
-	}
-	if err := d.powerOffLocked(ctx, in, driver.PowerDeallocated, driver.PowerDeallocating, true); err != nil {
-		return in.status(), err
-	}
-	d.log.Info("instance deallocated", "id", id)
-	return in.status(), nil
-}
-
-// powerOffLocked records the desired power target, stops the guest while
-// showing transient, and settles on target (releasing the port for
-// deallocated). Called with op held.
-func (d *Driver) powerOffLocked(ctx context.Context, in *instance, target, transient driver.Power, graceful bool) error {
-	in.update(func(st *state) {
-		st.Desired = target
-		st.setPower(transient, "")
-	})
-	if err := in.persist(); err != nil {
-		return err
-	}
-	if err := d.stopProcLocked(ctx, in, graceful); err != nil {
-		in.update(func(st *state) { st.Message = "stop failed: " + err.Error() })
-		if perr := in.persist(); perr != nil {
-			d.log.Error("persist instance state", "id", in.id, "err", perr)
-		}
-		return fmt.Errorf("process: stop %s: %w", in.id, err)
-	}
-	if target == driver.PowerDeallocated {
-		d.releasePortLocked(in)
-	}
-	in.update(func(st *state) { st.setPower(target, "") })
-	return in.persist()
-}
-
-// Restart stops the instance gracefully and starts it again (a stopped
-// instance is just started).
-func (d *Driver) Restart(ctx context.Context, id string) (driver.Status, error) {
-	in, err := d.lockInstance(id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.Unlock()
-	in.cancelRestart()
-	in.update(func(st *state) {
-		if in.proc != nil {
-			st.setPower(driver.PowerStopping, "restarting")
-		}
-	})
-	if err := d.stopProcLocked(ctx, in, true); err != nil {
-		return in.status(), fmt.Errorf("process: restart %s: %w", id, err)
-	}
-	return d.startLocked(in)
-}
-
 // Reimage replaces the OS disk with a fresh copy of spec's image (possibly a
 // new one), updates spec.json and metadata.json and starts the instance,
 // whatever its power was. The new disk is prepared before the guest is
 // stopped, so the downtime is a stop, two renames and a start.
 func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, error) {
-	if err := validID(spec.ID); err != nil {
-		return driver.Status{}, err
-	}
-	spec, m, raw, err := d.prepareSpec(spec)
-	if err != nil {
-		return driver.Status{}, fmt.Errorf("process: reimage %s: %w", spec.ID, err)
-	}
-	iso, err := d.isolationFor(spec)
-	if err != nil {
-		return driver.Status{}, fmt.Errorf("process: reimage %s: %w", spec.ID, err)
-	}
-	in, err := d.lockInstance(spec.ID)
+	spec, m, raw, iso, err := d.checkSpec("reimage", spec)
 	if err != nil {
 		return driver.Status{}, err
 	}
-	defer in.op.Unlock()
-	ctx, cancel := d.opContext(ctx)
+	ctx, cancel := d.tab.OpContext(ctx)
 	defer cancel()
 	if iso == IsolationRunc {
 		unpin, err := d.pinLayer(ctx, spec)
 		if err != nil {
-			return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
+			return driver.Status{}, fmt.Errorf("process: reimage %s: %w", spec.ID, err)
 		}
 		defer unpin()
 	}
-
-	staging := in.path(reimageDir)
-	if err := d.stageReimage(ctx, in.dir, spec, raw, iso); err != nil {
-		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
-	}
-	in.cancelRestart()
-	in.update(func(st *state) {
-		st.Desired = driver.PowerRunning
-		st.setPower(driver.PowerStopping, "reimaging")
+	st, err := d.Ops.Reimage(ctx, spec, lifecycle.ReimageSteps[*instance]{
+		Build: func(ctx context.Context, dir string) error {
+			return d.writeInstanceFiles(ctx, dir, spec, raw, iso)
+		},
+		Install: func(in *instance) { in.manifest, in.st.Isolation = m, iso },
 	})
-	if err := in.persist(); err != nil {
-		os.RemoveAll(staging)
-		return in.status(), err
-	}
-	if err := d.stopProcLocked(ctx, in, true); err != nil {
-		os.RemoveAll(staging)
-		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
-	}
-	// Commit: from here on Recover completes the reimage.
-	if err := os.Rename(staging, in.path(reimageReady)); err != nil {
-		os.RemoveAll(staging)
-		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
-	}
-	if err := instdir.ApplyReimage(in.dir); err != nil {
-		in.update(func(st *state) { st.setPower(driver.PowerUnknown, "reimage failed: "+err.Error()) })
-		return in.status(), fmt.Errorf("process: reimage %s: %w", spec.ID, err)
-	}
-	in.mu.Lock()
-	in.spec, in.manifest, in.st.Isolation = spec, m, iso
-	in.mu.Unlock()
-	d.log.Info("instance reimaged", "id", spec.ID, "image", spec.ImageDigest)
 	d.collectLayers()
-	return d.startLocked(in)
-}
-
-// stageReimage prepares, in the instance directory dir, what
-// instdir.ApplyReimage installs.
-func (d *Driver) stageReimage(ctx context.Context, dir string, spec driver.Spec, rawManifest []byte, iso Isolation) error {
-	return instdir.StageReimage(dir, func(staging string) error {
-		if err := d.newDisk(ctx, spec, iso, staging); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(filepath.Join(staging, manifestFile), rawManifest, 0o644); err != nil {
-			return err
-		}
-		if err := writeJSONAtomic(filepath.Join(staging, metadataFile), spec.Metadata); err != nil {
-			return err
-		}
-		return writeJSONAtomic(filepath.Join(staging, specFile), spec)
-	})
+	return st, err
 }
 
 // Delete kills the guest (SIGKILL) and removes the instance directory. The
 // port is released. Deleting an unknown ID returns an error wrapping
 // driver.ErrNotFound, which callers treat as "already deleted".
 func (d *Driver) Delete(ctx context.Context, id string) error {
-	in, err := d.lockInstance(id)
-	if err != nil {
+	if err := d.Ops.Delete(ctx, id); err != nil {
 		return err
-	}
-	defer in.op.Unlock()
-	in.cancelRestart()
-	// Record the intent first: if vmssd dies before the directory is gone,
-	// Recover must not start the guest again.
-	in.update(func(st *state) {
-		st.Desired = driver.PowerStopped
-		if in.proc != nil {
-			st.setPower(driver.PowerStopping, "deleting")
-		}
-	})
-	if err := in.persist(); err != nil {
-		return fmt.Errorf("process: delete %s: %w", id, err)
-	}
-	if err := d.stopProcLocked(ctx, in, false); err != nil {
-		return fmt.Errorf("process: delete %s: %w", id, err)
-	}
-	// Rename first: a crash during the removal leaves a dot-directory that
-	// Recover removes, never a half-deleted instance.
-	trash := filepath.Join(d.opts.Root, ".delete-"+id+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
-	if err := os.Rename(in.dir, trash); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("process: delete %s: %w", id, err)
-	}
-	d.releasePortLocked(in)
-	d.drop(in)
-	d.removeBundle(id)
-	d.log.Info("instance deleted", "id", id)
-	if err := os.RemoveAll(trash); err != nil {
-		return fmt.Errorf("process: delete %s: remove files: %w", id, err)
 	}
 	d.collectLayers()
 	return nil
 }
 
-// Inspect returns the status of one instance, or an error wrapping
-// driver.ErrNotFound.
-func (d *Driver) Inspect(ctx context.Context, id string) (driver.Status, error) {
-	d.mu.Lock()
-	closed, in := d.closed, d.instances[id]
-	d.mu.Unlock()
-	if closed {
-		return driver.Status{}, ErrClosed
-	}
-	if in != nil {
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		if in.created && !in.removed {
-			return in.statusLocked(), nil
-		}
-	}
-	return driver.Status{}, notFound(id)
-}
+func (d *Driver) list() []driver.Status { return d.tab.Statuses((*instance).statusLocked) }
 
-// List returns the status of every instance, sorted by ID.
-func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
-	d.mu.Lock()
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
+// housekeep bounds the console log of in and repairs it when its directory
+// vanished. Called with Op held.
+func (d *Driver) housekeep(in *instance) {
+	if _, err := d.repairLocked(d.ctx, in); err != nil {
+		d.log.Error("repair instance", "id", in.ID, "err", err)
 	}
-	return d.list(), nil
-}
-
-func (d *Driver) list() []driver.Status {
-	out := make([]driver.Status, 0, 16)
-	for _, in := range d.snapshot() {
-		in.mu.Lock()
-		if in.created && !in.removed {
-			out = append(out, in.statusLocked())
-		}
-		in.mu.Unlock()
-	}
-	slices.SortFunc(out, func(a, b driver.Status) int { return cmp.Compare(a.ID, b.ID) })
-	return out
-}
-
-// snapshot returns the known instances.
-func (d *Driver) snapshot() []*instance {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]*instance, 0, len(d.instances))
-	for _, in := range d.instances {
-		out = append(out, in)
-	}
-	return out
-}
-
-func notFound(id string) error {
-	return fmt.Errorf("process: instance %q: %w", id, driver.ErrNotFound)
-}
-
-// lockInstance returns the created instance id with its op lock held.
-func (d *Driver) lockInstance(id string) (*instance, error) {
-	for {
-		d.mu.Lock()
-		closed, in := d.closed, d.instances[id]
-		d.mu.Unlock()
-		switch {
-		case closed:
-			return nil, ErrClosed
-		case in == nil:
-			return nil, notFound(id)
-		}
-		in.op.Lock()
-		in.mu.Lock()
-		removed, created := in.removed, in.created
-		in.mu.Unlock()
-		switch {
-		case removed:
-			in.op.Unlock()
-			continue // look again: it was deleted or its Create failed
-		case !created:
-			in.op.Unlock()
-			return nil, notFound(id)
-		}
-		return in, nil
-	}
-}
-
-// lockOrAdd returns instance id, added if unknown (not created yet), with
-// its op lock held.
-func (d *Driver) lockOrAdd(id string) (*instance, error) {
-	for {
-		d.mu.Lock()
-		if d.closed {
-			d.mu.Unlock()
-			return nil, ErrClosed
-		}
-		in := d.instances[id]
-		if in == nil {
-			in = &instance{id: id, dir: filepath.Join(d.opts.Root, id)}
-			d.instances[id] = in
-		}
-		d.mu.Unlock()
-		in.op.Lock()
-		in.mu.Lock()
-		removed := in.removed
-		in.mu.Unlock()
-		if removed {
-			in.op.Unlock()
-			continue
-		}
-		return in, nil
-	}
-}
-
-// drop forgets in. Called with op held.
-func (d *Driver) drop(in *instance) {
-	in.mu.Lock()
-	in.removed = true
-	in.mu.Unlock()
-	d.mu.Lock()
-	if d.instances[in.id] == in {
-		delete(d.instances, in.id)
-	}
-	d.mu.Unlock()
-}
-
-// opContext returns ctx, also cancelled by Close.
-func (d *Driver) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(d.ctx, cancel)
-	return ctx, func() {
-		stop()
-		cancel()
-	}
-}
-
-// housekeep bounds the console logs and repairs instances whose directory
-// vanished.
-func (d *Driver) housekeep() {
-	defer d.wg.Done()
-	t := time.NewTicker(d.opts.ConsoleCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, in := range d.snapshot() {
-			// Skip an instance busy with an operation (it may be moving
-			// its directory); the next round gets it.
-			if !in.op.TryLock() {
-				continue
-			}
-			in.mu.Lock()
-			live := in.created && !in.removed
-			in.mu.Unlock()
-			if live {
-				if _, err := d.repairLocked(d.ctx, in); err != nil {
-					d.log.Error("repair instance", "id", in.id, "err", err)
-				}
-				if _, err := rotateConsole(in.path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
-					d.log.Warn("rotate console", "id", in.id, "err", err)
-				}
-			}
-			in.op.Unlock()
-		}
+	if _, err := rotateConsole(in.Path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
+		d.log.Warn("rotate console", "id", in.ID, "err", err)
 	}
 }
 
@@ -815,27 +434,25 @@ func validID(id string) error {
 	return nil
 }
 
-// Console returns the newest bytes of the guest's stdout and stderr (the
-// rotated console.log.1 followed by console.log), at most ConsoleMaxBytes.
-func (d *Driver) Console(ctx context.Context, id string) ([]byte, error) {
-	d.mu.Lock()
-	closed, in := d.closed, d.instances[id]
-	d.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
+// guest is the driver's lifecycle.Guest.
+type guest struct{ d *Driver }
+
+func (g guest) Running(in *instance) bool                    { return in.proc != nil }
+func (g guest) StatusLocked(in *instance) driver.Status      { return in.statusLocked() }
+func (g guest) Admit(*instance) error                        { return nil }
+func (g guest) Retry(in *instance, delay time.Duration)      { g.d.goRestart(in, delay) }
+func (g guest) Launch(_ context.Context, in *instance) error { return g.d.spawnLocked(in, false) }
+
+func (g guest) StopGuest(ctx context.Context, in *instance, graceful bool) (string, error) {
+	return "", g.d.stopProcLocked(ctx, in, graceful)
+}
+
+func (g guest) Release(in *instance, power driver.Power) {
+	switch power {
+	case driver.PowerDeallocated:
+		g.d.releasePortLocked(in)
+	case "":
+		g.d.releasePortLocked(in)
+		g.d.removeBundle(in.ID)
 	}
-	if in == nil {
-		return nil, notFound(id)
-	}
-	in.mu.Lock()
-	gone := !in.created || in.removed
-	in.mu.Unlock()
-	if gone {
-		return nil, notFound(id)
-	}
-	b, err := fsutil.TailLog(in.path(consoleFile), d.opts.ConsoleMaxBytes)
-	if err != nil {
-		return nil, fmt.Errorf("process: console of %s: %w", id, err)
-	}
-	return b, nil
 }

@@ -565,7 +565,7 @@ func TestRecoverCompletesCommittedReimage(t *testing.T) {
 	img2 := drivertest.ProcessImage(t, "v2")
 	spec2 := testSpec("reimg", img2)
 	spec2.ImageDigest = "sha256:v2"
-	ready := filepath.Join(dir, reimageReady)
+	ready := filepath.Join(dir, instdir.ReimageReady)
 	if err := os.Mkdir(ready, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +589,7 @@ func TestRecoverCompletesCommittedReimage(t *testing.T) {
 	if st2.ImageDigest != "sha256:v2" {
 		t.Errorf("image %q, want sha256:v2", st2.ImageDigest)
 	}
-	for _, p := range []string{reimageReady, instdir.OldDiskDir} {
+	for _, p := range []string{instdir.ReimageReady, instdir.OldDiskDir} {
 		if exists(filepath.Join(dir, p)) {
 			t.Errorf("Recover left %s", p)
 		}

@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/hostproc"
-	"github.com/vmssd/vmssd/internal/driver/instdir"
+	"github.com/vmssd/vmssd/internal/driver/lifecycle"
 	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
@@ -34,44 +32,15 @@ import (
 // It returns the status of every instance, and the errors of instances it
 // could not load (joined), which it leaves alone on disk.
 func (d *Driver) Recover(ctx context.Context) ([]driver.Status, error) {
-	d.mu.Lock()
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	entries, err := os.ReadDir(d.opts.Root)
-	if err != nil {
-		return nil, fmt.Errorf("process: recover: %w", err)
-	}
-	var (
-		errs []error
-		scan guestScan
-	)
-	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return d.list(), fmt.Errorf("process: recover: %w", err)
-		}
-		name := e.Name()
-		path := filepath.Join(d.opts.Root, name)
-		if strings.HasPrefix(name, ".") {
-			d.log.Info("recover: removing leftover of an interrupted operation", "path", path)
-			if err := os.RemoveAll(path); err != nil {
-				errs = append(errs, fmt.Errorf("process: recover: %w", err))
-			}
-			continue
-		}
-		if !e.IsDir() || validID(name) != nil {
-			d.log.Warn("recover: ignoring unexpected entry", "path", path)
-			continue
-		}
-		if err := d.recoverInstance(ctx, name, &scan); err != nil {
-			d.log.Error("recover instance", "id", name, "err", err)
-			errs = append(errs, fmt.Errorf("process: recover %s: %w", name, err))
-		}
+	var scan guestScan
+	err := d.tab.Recover(ctx, func(ctx context.Context, id string) error {
+		return d.recoverInstance(ctx, id, &scan)
+	})
+	if errors.Is(err, ErrClosed) {
+		return nil, err
 	}
 	d.collectLayers()
-	return d.list(), errors.Join(errs...)
+	return d.list(), err
 }
 
 // guestScan runs scanGuests at most once, when first needed.
@@ -91,31 +60,9 @@ func (s *guestScan) get() (map[string][]guestProc, error) {
 
 // recoverInstance loads and revives the instance in <Root>/<id>.
 func (d *Driver) recoverInstance(ctx context.Context, id string, scan *guestScan) error {
-	dir := filepath.Join(d.opts.Root, id)
-	d.mu.Lock()
-	known := d.instances[id] != nil
-	d.mu.Unlock()
-	if known {
-		return nil
-	}
-	if !exists(filepath.Join(dir, specFile)) {
-		d.log.Info("recover: removing half-created instance", "id", id)
-		return os.RemoveAll(dir)
-	}
-	if err := instdir.Clean(dir); err != nil {
+	in, ok, err := d.tab.Load(id)
+	if !ok {
 		return err
-	}
-	var spec driver.Spec
-	if err := readJSON(filepath.Join(dir, specFile), &spec); err != nil {
-		return err
-	}
-	if spec.ID != id {
-		return fmt.Errorf("spec.json has id %q", spec.ID)
-	}
-	in := &instance{id: id, dir: dir, created: true, spec: spec}
-	if err := readJSON(in.path(stateFile), &in.st); err != nil {
-		d.log.Warn("recover: no usable state, assuming it should run", "id", id, "err", err)
-		in.st = state{Desired: driver.PowerRunning, Power: driver.PowerUnknown}
 	}
 	var problems []string
 	m, err := loadInstanceManifest(in)
@@ -123,7 +70,7 @@ func (d *Driver) recoverInstance(ctx context.Context, id string, scan *guestScan
 		problems = append(problems, err.Error())
 	}
 	in.manifest = m
-	if !exists(in.path(diskDir)) {
+	if !exists(in.Path(diskDir)) {
 		d.log.Warn("recover: disk missing, recreating it from the image", "id", id)
 		if err := d.recreateDisk(ctx, in); err != nil {
 			problems = append(problems, err.Error())
@@ -134,19 +81,8 @@ func (d *Driver) recoverInstance(ctx context.Context, id string, scan *guestScan
 		d.log.Warn("recover: port held by another instance, dropping it", "id", id, "port", in.st.Port)
 		in.st.Port = 0
 	}
-	d.instances[id] = in
 	d.mu.Unlock()
-
-	in.op.Lock()
-	defer in.op.Unlock()
-	err = d.reviveLocked(ctx, in, scan)
-	if len(problems) > 0 {
-		in.update(func(st *state) { st.Message = strings.Join(problems, "; ") })
-		if perr := in.persist(); perr != nil {
-			d.log.Error("persist instance state", "id", id, "err", perr)
-		}
-	}
-	return err
+	return d.Ops.RecoverLocked(ctx, in, problems, func() error { return d.reviveLocked(ctx, in, scan) })
 }
 
 // reviveLocked re-adopts, restarts or stops the guest of a recovered
@@ -158,7 +94,7 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan
 		if d.sb != nil {
 			var err error
 			if p, err = d.adoptContainer(ctx, in); err != nil {
-				d.log.Warn("recover: cannot re-adopt the container", "id", in.id, "err", err)
+				d.log.Warn("recover: cannot re-adopt the container", "id", in.ID, "err", err)
 			}
 		}
 	} else if st.PID != 0 && hostproc.Alive(st.PID, st.StartTime) {
@@ -170,12 +106,12 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan
 			d.log.Warn("recover: cannot scan for unrecorded guests", "err", err)
 		}
 		var port int
-		p, port = d.adoptOrphan(in, guests[in.path(diskDir)])
+		p, port = d.adoptOrphan(in, guests[in.Path(diskDir)])
 		if p != nil && port != 0 && in.st.Port != port {
 			// The spawn was not recorded: take the port from the guest's
 			// environment so that its health endpoint is known.
 			d.mu.Lock()
-			if d.ports.Reserve(port, in.id) {
+			if d.ports.Reserve(port, in.ID) {
 				in.update(func(st *state) { st.Port = port })
 			}
 			d.mu.Unlock()
@@ -184,12 +120,12 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan
 
 	switch {
 	case p != nil && st.Desired == driver.PowerRunning:
-		in.mu.Lock()
+		in.Mu.Lock()
 		in.proc = p
 		in.st.PID, in.st.StartTime = p.pid, p.start
-		in.st.setPower(driver.PowerRunning, "re-adopted after a restart of vmssd")
-		in.mu.Unlock()
-		d.log.Info("recover: guest re-adopted", "id", in.id, "pid", p.pid)
+		in.st.SetPower(driver.PowerRunning, "re-adopted after a restart of vmssd")
+		in.Mu.Unlock()
+		d.log.Info("recover: guest re-adopted", "id", in.ID, "pid", p.pid)
 		if err := in.persist(); err != nil {
 			return err
 		}
@@ -198,56 +134,43 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance, scan *guestScan
 
 	case p != nil:
 		// An interrupted Stop, Deallocate or Delete: finish the job.
-		in.mu.Lock()
+		in.Mu.Lock()
 		in.proc = p
-		in.mu.Unlock()
+		in.Mu.Unlock()
 		d.goWatch(in, p)
 		if err := d.stopProcLocked(ctx, in, false); err != nil {
 			return err
 		}
-		d.log.Info("recover: stopped a guest that should not run", "id", in.id, "pid", p.pid)
+		d.log.Info("recover: stopped a guest that should not run", "id", in.ID, "pid", p.pid)
 	}
 
 	if st.Desired == driver.PowerRunning {
 		restart := st.PID != 0
 		if restart {
-			in.lastExit = "was not running when vmssd recovered"
-			d.log.Info("recover: guest is gone, restarting it", "id", in.id, "pid", st.PID)
+			in.LastExit = "was not running when vmssd recovered"
+			d.log.Info("recover: guest is gone, restarting it", "id", in.ID, "pid", st.PID)
 		}
 		in.update(func(st *state) {
 			st.PID, st.StartTime = 0, 0
-			st.setPower(driver.PowerStarting, "")
+			st.SetPower(driver.PowerStarting, "")
 		})
 		if err := in.persist(); err != nil {
 			return err
 		}
 		if err := d.spawnLocked(in, restart); err != nil {
-			delay := in.nextBackoff(d.opts, 0)
+			delay := in.NextBackoff(d.backoff, 0)
 			in.update(func(st *state) {
-				st.setPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
+				st.SetPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
 			})
 			if perr := in.persist(); perr != nil {
-				d.log.Error("persist instance state", "id", in.id, "err", perr)
+				d.log.Error("persist instance state", "id", in.ID, "err", perr)
 			}
 			d.goRestart(in, delay)
 		}
 		return nil
 	}
 
-	if st.Desired == driver.PowerDeallocated {
-		d.releasePortLocked(in)
-	} else if st.Desired != driver.PowerStopped {
-		in.update(func(st *state) { st.Desired = driver.PowerStopped })
-	}
-	in.update(func(s *state) {
-		s.PID, s.StartTime = 0, 0
-		msg := s.Message
-		if s.Power != s.Desired {
-			msg = ""
-		}
-		s.setPower(s.Desired, msg)
-	})
-	return in.persist()
+	return d.Ops.SettleIdle(in)
 }
 
 // adoptOrphan picks, among the unrecorded guests of an instance, the newest
@@ -263,35 +186,27 @@ func (d *Driver) adoptOrphan(in *instance, guests []guestProc) (*proc, int) {
 		switch {
 		case best != nil && g.PID == best.PID:
 		case g.Leader:
-			d.log.Warn("recover: killing a duplicate guest", "id", in.id, "pid", g.PID)
+			d.log.Warn("recover: killing a duplicate guest", "id", in.ID, "pid", g.PID)
 			_ = unix.Kill(-g.PID, unix.SIGKILL)
 		case best == nil || g.Session != best.PID:
-			d.log.Warn("recover: killing a stray guest process", "id", in.id, "pid", g.PID)
+			d.log.Warn("recover: killing a stray guest process", "id", in.ID, "pid", g.PID)
 			_ = unix.Kill(g.PID, unix.SIGKILL)
 		}
 	}
 	if best == nil {
 		return nil, 0
 	}
-	d.log.Info("recover: found an unrecorded guest", "id", in.id, "pid", best.PID, "port", best.Port)
+	d.log.Info("recover: found an unrecorded guest", "id", in.ID, "pid", best.PID, "port", best.Port)
 	return newProc(best.PID, best.Start), best.Port
 }
 
 // loadInstanceManifest reads the instance's copy of its image manifest,
 // restoring it from the image directory if it is missing.
 func loadInstanceManifest(in *instance) (manifest, error) {
-	raw, err := os.ReadFile(in.path(manifestFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		var m manifest
-		m, raw, err = loadImage(in.spec.ImageDir)
-		if err != nil {
-			return manifest{}, err
-		}
-		if err := writeFileAtomic(in.path(manifestFile), raw, 0o644); err != nil {
-			return manifest{}, err
-		}
-		return m, nil
-	}
+	raw, err := lifecycle.ReadManifest(in.Dir, func() ([]byte, error) {
+		_, raw, err := loadImage(in.Spec.ImageDir)
+		return raw, err
+	})
 	if err != nil {
 		return manifest{}, fmt.Errorf("process: %w", err)
 	}
@@ -300,7 +215,7 @@ func loadInstanceManifest(in *instance) (manifest, error) {
 
 // recreateDisk makes a fresh disk from the instance's image.
 func (d *Driver) recreateDisk(ctx context.Context, in *instance) error {
-	tmp, err := os.MkdirTemp(in.dir, fsutil.TempPrefix+"disk-")
+	tmp, err := os.MkdirTemp(in.Dir, fsutil.TempPrefix+"disk-")
 	if err != nil {
 		return err
 	}
@@ -309,8 +224,8 @@ func (d *Driver) recreateDisk(ctx context.Context, in *instance) error {
 	if iso == IsolationRunc && d.sb == nil {
 		return fmt.Errorf("%w: %v", driver.ErrSandboxUnavailable, d.sandboxErr)
 	}
-	if err := d.newDisk(ctx, in.spec, iso, tmp); err != nil {
+	if err := d.newDisk(ctx, in.Spec, iso, tmp); err != nil {
 		return err
 	}
-	return os.Rename(filepath.Join(tmp, diskDir), in.path(diskDir))
+	return os.Rename(filepath.Join(tmp, diskDir), in.Path(diskDir))
 }

@@ -271,12 +271,12 @@ func (d *Driver) collectLayers() {
 		return
 	}
 	used := map[string]bool{}
-	for _, in := range d.snapshot() {
-		in.mu.Lock()
-		if !in.removed && in.spec.ID != "" {
-			used[layerKey(in.spec)] = true
+	for _, in := range d.tab.Snapshot() {
+		in.Mu.Lock()
+		if !in.Removed && in.Spec.ID != "" {
+			used[layerKey(in.Spec)] = true
 		}
-		in.mu.Unlock()
+		in.Mu.Unlock()
 	}
 	sb.layerMu.Lock()
 	defer sb.layerMu.Unlock()
@@ -321,19 +321,19 @@ func (d *Driver) prepareUpper(dir string) error {
 // the forward) on port, and returns its process. Called with op held.
 func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m manifest, console *os.File) (*proc, error) {
 	sb := d.sb
-	ctx, cancel := d.opContext(context.Background())
+	ctx, cancel := d.tab.OpContext(context.Background())
 	defer cancel()
-	bundle := sb.bundleDir(in.id)
+	bundle := sb.bundleDir(in.ID)
 	rootfs := filepath.Join(bundle, "rootfs")
 	// Whatever a previous run left: its container, processes runc lost
 	// track of, and its mount.
-	if err := sb.rt.Delete(ctx, in.id); err != nil {
+	if err := sb.rt.Delete(ctx, in.ID); err != nil {
 		return nil, err
 	}
-	if n, err := sandbox.KillCgroup(sb.cgroupPath(in.id), killTimeout); err != nil {
+	if n, err := sandbox.KillCgroup(sb.cgroupPath(in.ID), killTimeout); err != nil {
 		return nil, err
 	} else if n > 0 {
-		d.log.Warn("killed processes left in the instance's cgroup", "id", in.id, "count", n)
+		d.log.Warn("killed processes left in the instance's cgroup", "id", in.ID, "count", n)
 	}
 	if err := sandbox.Unmount(rootfs); err != nil {
 		return nil, err
@@ -343,8 +343,8 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 		return nil, err
 	}
 	defer unpin()
-	if !exists(in.path(diskDir)) {
-		if err := d.prepareUpper(in.path(diskDir)); err != nil {
+	if !exists(in.Path(diskDir)) {
+		if err := d.prepareUpper(in.Path(diskDir)); err != nil {
 			return nil, err
 		}
 	}
@@ -352,7 +352,7 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 	if err != nil {
 		return nil, err
 	}
-	binds = append(slices.Clone(binds), sandbox.Bind{Source: in.path(metadataFile), Dest: metadataPath})
+	binds = append(slices.Clone(binds), sandbox.Bind{Source: in.Path(metadataFile), Dest: metadataPath})
 	argv := m.command(guestPath)
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("%w: no entrypoint", driver.ErrImageInvalid)
@@ -375,7 +375,7 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 	cs, err := sandbox.Spec(sandbox.Config{
 		Rootfs: rootfs, Args: argv, Env: env, Cwd: "/", Hostname: hostname, Binds: binds,
 		IDs: sb.ids, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, Pids: sb.pids,
-		CgroupsPath: sb.cgroupPath(in.id),
+		CgroupsPath: sb.cgroupPath(in.ID),
 	})
 	if err != nil {
 		return nil, err
@@ -388,7 +388,7 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 	if err := sandbox.WriteBundle(bundle, cs); err != nil {
 		return nil, err
 	}
-	if err := sandbox.MountOverlay(filepath.Join(d.layerPath(spec), "rootfs"), in.path(diskDir), in.path(workDir), rootfs); err != nil {
+	if err := sandbox.MountOverlay(filepath.Join(d.layerPath(spec), "rootfs"), in.Path(diskDir), in.Path(workDir), rootfs); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
@@ -396,10 +396,10 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 		sandbox.Unmount(rootfs)
 		return nil, fmt.Errorf("process: forward port: %w", err)
 	}
-	pid, err := sb.rt.Run(ctx, in.id, bundle, console)
+	pid, err := sb.rt.Run(ctx, in.ID, bundle, console)
 	if err != nil {
 		ln.Close()
-		sb.rt.Delete(context.Background(), in.id)
+		sb.rt.Delete(context.Background(), in.ID)
 		sandbox.Unmount(rootfs)
 		return nil, fmt.Errorf("process: start guest: %w", err)
 	}
@@ -408,7 +408,7 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 		start = st.Start
 	}
 	p := newProc(pid, start)
-	if err := d.attachContainer(in.id, p, ln, port); err != nil {
+	if err := d.attachContainer(in.ID, p, ln, port); err != nil {
 		ln.Close()
 		p.cleanup()
 		return nil, err
@@ -449,7 +449,7 @@ func (d *Driver) adoptContainer(ctx context.Context, in *instance) (*proc, error
 	pid, start := in.st.PID, in.st.StartTime
 	if pid == 0 || !hostproc.Alive(pid, start) {
 		pid, start = 0, 0
-		cs, err := sb.rt.State(ctx, in.id)
+		cs, err := sb.rt.State(ctx, in.ID)
 		switch {
 		case errors.Is(err, sandbox.ErrNotExist):
 		case err != nil:
@@ -463,16 +463,16 @@ func (d *Driver) adoptContainer(ctx context.Context, in *instance) (*proc, error
 	}
 	if pid == 0 {
 		// Nothing runs: clear what a dead container left.
-		if err := sb.rt.Delete(ctx, in.id); err != nil {
+		if err := sb.rt.Delete(ctx, in.ID); err != nil {
 			return nil, err
 		}
-		if _, err := sandbox.KillCgroup(sb.cgroupPath(in.id), killTimeout); err != nil {
+		if _, err := sandbox.KillCgroup(sb.cgroupPath(in.ID), killTimeout); err != nil {
 			return nil, err
 		}
-		return nil, sandbox.Unmount(filepath.Join(sb.bundleDir(in.id), "rootfs"))
+		return nil, sandbox.Unmount(filepath.Join(sb.bundleDir(in.ID), "rootfs"))
 	}
 	port := in.st.Port
-	if cfg, err := sandbox.ReadBundle(sb.bundleDir(in.id)); err == nil && cfg.Process != nil {
+	if cfg, err := sandbox.ReadBundle(sb.bundleDir(in.ID)); err == nil && cfg.Process != nil {
 		for _, kv := range cfg.Process.Env {
 			if v, ok := strings.CutPrefix(kv, envPort+"="); ok {
 				if n, err := strconv.Atoi(v); err == nil {
@@ -485,9 +485,9 @@ func (d *Driver) adoptContainer(ctx context.Context, in *instance) (*proc, error
 	if port != in.st.Port {
 		d.mu.Lock()
 		if in.st.Port != 0 {
-			d.ports.Release(in.st.Port, in.id)
+			d.ports.Release(in.st.Port, in.ID)
 		}
-		ok := d.ports.Reserve(port, in.id)
+		ok := d.ports.Reserve(port, in.ID)
 		d.mu.Unlock()
 		if !ok {
 			port = 0
@@ -499,15 +499,15 @@ func (d *Driver) adoptContainer(ctx context.Context, in *instance) (*proc, error
 		var err error
 		ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			d.log.Warn("recover: cannot listen on the instance's port; its health is unknown until it restarts", "id", in.id, "port", port, "err", err)
+			d.log.Warn("recover: cannot listen on the instance's port; its health is unknown until it restarts", "id", in.ID, "port", port, "err", err)
 		}
 	}
 	if ln == nil {
 		// No forward: the guest cannot be reached; restart it.
 		_ = p.signal(9)
-		return nil, fmt.Errorf("process: no port to forward to the guest of %s", in.id)
+		return nil, fmt.Errorf("process: no port to forward to the guest of %s", in.ID)
 	}
-	if err := d.attachContainer(in.id, p, ln, port); err != nil {
+	if err := d.attachContainer(in.ID, p, ln, port); err != nil {
 		ln.Close()
 		return nil, err
 	}
@@ -544,9 +544,7 @@ func (d *Driver) removeIdleRunDir() {
 	if d.sb == nil {
 		return
 	}
-	d.mu.Lock()
-	idle := len(d.instances) == 0
-	d.mu.Unlock()
+	idle := d.tab.Len() == 0
 	if !idle {
 		return
 	}

@@ -103,95 +103,62 @@ func (p *proc) reap() {
 // goWatch starts supervising p. It returns false (and does not) once the
 // driver is closed: the guest then runs unsupervised until the next Recover.
 func (d *Driver) goWatch(in *instance, p *proc) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return false
-	}
-	d.wg.Add(1)
-	go d.watch(in, p)
-	return true
+	return d.tab.Go(func() { d.watch(in, p) })
 }
 
-// goRestart schedules a supervisor restart of in after delay.
+// goRestart schedules a supervisor restart of in after delay. Called with
+// Op held.
 func (d *Driver) goRestart(in *instance, delay time.Duration) {
-	ctx := d.armRestart(in)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return
-	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.restartLoop(in, ctx, delay)
-	}()
-}
-
-// armRestart returns the context of a new pending restart of in, cancelled
-// by the next operation on in or by Close. Called with op held.
-func (d *Driver) armRestart(in *instance) context.Context {
-	in.cancelRestart()
-	ctx, cancel := context.WithCancel(d.ctx)
-	in.restartCancel = cancel
-	return ctx
+	ctx := in.ArmRestart(d.ctx)
+	d.tab.Go(func() { d.restartLoop(in, ctx, delay) })
 }
 
 // watch is the supervisor of one guest process: it waits for the process to
 // exit and, if the instance should still be running, restarts it.
 func (d *Driver) watch(in *instance, p *proc) {
-	defer d.wg.Done()
 	if !hostproc.WaitExit(d.ctx, p.pid, p.start, d.opts.PollInterval) {
 		return // driver closed
 	}
 	p.reap()
 
-	in.op.Lock()
+	in.Op.Lock(context.Background())
 	if d.ctx.Err() != nil || in.proc != p {
 		// Closed, or an operation (Stop, Delete, ...) owns the exit.
-		in.op.Unlock()
+		in.Op.Unlock()
 		return
 	}
-	in.lastExit = p.exit
+	in.LastExit = p.exit
 	uptime := time.Since(p.began)
 	var (
 		restart bool
 		delay   time.Duration
 	)
-	in.mu.Lock()
+	in.Mu.Lock()
 	in.proc = nil
 	in.st.PID, in.st.StartTime = 0, 0
 	switch in.st.Desired {
 	case driver.PowerRunning:
 		restart = true
-		delay = in.nextBackoff(d.opts, uptime)
-		in.st.setPower(driver.PowerStarting, fmt.Sprintf("guest %s unexpectedly; restarting it in %s", p.exit, delay))
+		delay = in.NextBackoff(d.backoff, uptime)
+		in.st.SetPower(driver.PowerStarting, fmt.Sprintf("guest %s unexpectedly; restarting it in %s", p.exit, delay))
 	default:
 		// An operation gave up waiting (cancelled context) but the guest
 		// has now exited as asked.
-		in.st.setPower(in.st.Desired, "guest "+p.exit)
+		in.st.SetPower(in.st.Desired, "guest "+p.exit)
 	}
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	if err := in.persist(); err != nil {
-		d.log.Error("persist instance state", "id", in.id, "err", err)
+		d.log.Error("persist instance state", "id", in.ID, "err", err)
 	}
 	var ctx context.Context
 	if restart {
-		d.log.Warn("guest exited unexpectedly", "id", in.id, "pid", p.pid, "exit", p.exit, "restartIn", delay)
-		ctx = d.armRestart(in)
+		d.log.Warn("guest exited unexpectedly", "id", in.ID, "pid", p.pid, "exit", p.exit, "restartIn", delay)
+		ctx = in.ArmRestart(d.ctx)
 	}
-	in.op.Unlock()
+	in.Op.Unlock()
 	if restart {
 		d.restartLoop(in, ctx, delay)
 	}
-}
-
-// nextBackoff returns the delay before the next restart and counts the
-// failure. A guest that ran for stableAfter resets the backoff. Called with
-// op held.
-func (in *instance) nextBackoff(o Options, uptime time.Duration) time.Duration {
-	b := hostproc.Backoff{Initial: o.RestartBackoff, Max: o.MaxRestartBackoff, StableAfter: stableAfter}
-	return b.Next(&in.failures, uptime)
 }
 
 // restartLoop waits delay, then starts the guest again, retrying with
@@ -205,25 +172,25 @@ func (d *Driver) restartLoop(in *instance, ctx context.Context, delay time.Durat
 			return
 		case <-t.C:
 		}
-		in.op.Lock()
+		in.Op.Lock(context.Background())
 		if ctx.Err() != nil {
-			in.op.Unlock()
+			in.Op.Unlock()
 			return
 		}
 		err := d.spawnLocked(in, true)
 		if err == nil {
-			in.op.Unlock()
+			in.Op.Unlock()
 			return
 		}
-		delay = in.nextBackoff(d.opts, 0)
+		delay = in.NextBackoff(d.backoff, 0)
 		in.update(func(st *state) {
-			st.setPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
+			st.SetPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
 		})
 		if perr := in.persist(); perr != nil {
-			d.log.Error("persist instance state", "id", in.id, "err", perr)
+			d.log.Error("persist instance state", "id", in.ID, "err", perr)
 		}
-		d.log.Error("restart guest", "id", in.id, "err", err, "retryIn", delay)
-		in.op.Unlock()
+		d.log.Error("restart guest", "id", in.ID, "err", err, "retryIn", delay)
+		in.Op.Unlock()
 	}
 }
 
@@ -241,11 +208,11 @@ func (d *Driver) spawnLocked(in *instance, restart bool) error {
 	if err != nil {
 		return err
 	}
-	in.mu.Lock()
-	spec, m := in.spec, in.manifest
-	in.mu.Unlock()
+	in.Mu.Lock()
+	spec, m := in.Spec, in.manifest
+	in.Mu.Unlock()
 
-	if err := writeJSONAtomic(in.path(metadataFile), spec.Metadata); err != nil {
+	if err := writeJSONAtomic(in.Path(metadataFile), spec.Metadata); err != nil {
 		return err
 	}
 	var (
@@ -277,31 +244,31 @@ func (d *Driver) spawnLocked(in *instance, restart bool) error {
 
 	msg := ""
 	if restart {
-		msg = "restarted by the supervisor after the guest " + in.lastExit
+		msg = "restarted by the supervisor after the guest " + in.LastExit
 	}
-	in.mu.Lock()
+	in.Mu.Lock()
 	in.proc = p
 	in.st.PID, in.st.StartTime = pid, start
 	if restart {
 		in.st.Restarts++
 	}
-	in.st.setPower(driver.PowerRunning, msg)
-	in.mu.Unlock()
+	in.st.SetPower(driver.PowerRunning, msg)
+	in.Mu.Unlock()
 	if err := in.persist(); err != nil {
 		// The guest runs; Recover finds it by its environment if needed.
-		d.log.Error("persist instance state", "id", in.id, "err", err)
+		d.log.Error("persist instance state", "id", in.ID, "err", err)
 	}
-	d.log.Info("guest started", "id", in.id, "pid", pid, "port", port, "restart", restart, "isolation", in.isolation())
+	d.log.Info("guest started", "id", in.ID, "pid", pid, "port", port, "restart", restart, "isolation", in.isolation())
 	d.goWatch(in, p)
 	return nil
 }
 
 // openConsole rotates console.log if needed and opens it for appending.
 func (d *Driver) openConsole(in *instance) (*os.File, error) {
-	if _, err := rotateConsole(in.path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
-		d.log.Warn("rotate console", "id", in.id, "err", err)
+	if _, err := rotateConsole(in.Path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
+		d.log.Warn("rotate console", "id", in.ID, "err", err)
 	}
-	console, err := os.OpenFile(in.path(consoleFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	console, err := os.OpenFile(in.Path(consoleFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("process: open console: %w", err)
 	}
@@ -310,7 +277,7 @@ func (d *Driver) openConsole(in *instance) (*os.File, error) {
 
 // spawnPlain starts the guest of in as a plain host process.
 func (d *Driver) spawnPlain(in *instance, port int, m manifest) (int, uint64, error) {
-	disk := in.path(diskDir)
+	disk := in.Path(diskDir)
 	argv := m.command(d.opts.GuestBinary)
 	if len(argv) == 0 {
 		return 0, 0, fmt.Errorf("%w: no entrypoint", driver.ErrImageInvalid)
@@ -325,7 +292,7 @@ func (d *Driver) spawnPlain(in *instance, port int, m manifest) (int, uint64, er
 	}
 	env = append(env,
 		envPort+"="+strconv.Itoa(port),
-		envMetadata+"="+in.path(metadataFile),
+		envMetadata+"="+in.Path(metadataFile),
 		envDisk+"="+disk,
 	)
 
@@ -347,37 +314,37 @@ func (d *Driver) spawnPlain(in *instance, port int, m manifest) (int, uint64, er
 // none or when its reserved port was taken by another program meanwhile.
 // Called with op held.
 func (d *Driver) ensurePortLocked(in *instance) (int, error) {
-	in.mu.Lock()
+	in.Mu.Lock()
 	port := in.st.Port
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if port != 0 {
-		if d.ports.Owner(port) == in.id && portpool.Free(port) {
+		if d.ports.Owner(port) == in.ID && portpool.Free(port) {
 			return port, nil
 		}
-		d.log.Warn("reserved port is not free, moving the instance", "id", in.id, "port", port)
-		d.ports.Release(port, in.id)
+		d.log.Warn("reserved port is not free, moving the instance", "id", in.ID, "port", port)
+		d.ports.Release(port, in.ID)
 	}
-	port, err := d.ports.Allocate(in.id)
+	port, err := d.ports.Allocate(in.ID)
 	if err != nil {
 		return 0, fmt.Errorf("process: %w", err)
 	}
-	in.mu.Lock()
+	in.Mu.Lock()
 	in.st.Port = port
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	return port, nil
 }
 
 // releasePortLocked gives the instance's port back. Called with op held.
 func (d *Driver) releasePortLocked(in *instance) {
-	in.mu.Lock()
+	in.Mu.Lock()
 	port := in.st.Port
 	in.st.Port = 0
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	if port != 0 {
 		d.mu.Lock()
-		d.ports.Release(port, in.id)
+		d.ports.Release(port, in.ID)
 		d.mu.Unlock()
 	}
 }
@@ -386,10 +353,10 @@ func (d *Driver) releasePortLocked(in *instance) {
 // group and up to StopTimeout for it to exit when graceful (cut short by ctx),
 // then SIGKILL. Called with op held.
 func (d *Driver) stopProcLocked(ctx context.Context, in *instance, graceful bool) error {
-	in.cancelRestart()
-	in.mu.Lock()
+	in.CancelRestart()
+	in.Mu.Lock()
 	p := in.proc
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	if p == nil {
 		return nil
 	}
@@ -401,7 +368,7 @@ func (d *Driver) stopProcLocked(ctx context.Context, in *instance, graceful bool
 		select {
 		case <-p.done:
 		case <-t.C:
-			d.log.Warn("guest ignored SIGTERM, killing it", "id", in.id, "pid", p.pid, "timeout", d.opts.StopTimeout)
+			d.log.Warn("guest ignored SIGTERM, killing it", "id", in.ID, "pid", p.pid, "timeout", d.opts.StopTimeout)
 		case <-ctx.Done():
 		case <-d.ctx.Done():
 			t.Stop()
@@ -423,11 +390,11 @@ func (d *Driver) stopProcLocked(ctx context.Context, in *instance, graceful bool
 			return ErrClosed
 		}
 	}
-	in.lastExit = p.exit
-	in.mu.Lock()
+	in.LastExit = p.exit
+	in.Mu.Lock()
 	in.proc = nil
 	in.st.PID, in.st.StartTime = 0, 0
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	return nil
 }
 

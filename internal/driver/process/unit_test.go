@@ -10,7 +10,7 @@ func TestNextBackoff(t *testing.T) {
 	in := &instance{}
 	var got []time.Duration
 	for range 6 {
-		got = append(got, in.nextBackoff(o, time.Second))
+		got = append(got, in.NextBackoff(backoffOf(o), time.Second))
 	}
 	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
 	for i := range want {
@@ -18,7 +18,7 @@ func TestNextBackoff(t *testing.T) {
 			t.Fatalf("backoffs = %v, want %v ms", got, want)
 		}
 	}
-	if d := in.nextBackoff(o, stableAfter); d != o.RestartBackoff {
+	if d := in.NextBackoff(backoffOf(o), stableAfter); d != o.RestartBackoff {
 		t.Errorf("after a stable run: %s, want %s", d, o.RestartBackoff)
 	}
 }

@@ -170,27 +170,25 @@ func (d *Driver) dropsPrivileges() bool {
 // allocUID returns the uid of in's QEMU: the one it has, or the lowest slot
 // above UIDBase that no other instance holds. Called with in's op held.
 func (d *Driver) allocUID(in *instance) (int, error) {
-	in.mu.Lock()
+	in.Mu.Lock()
 	uid := in.st.UID
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	if uid != 0 {
 		return uid, nil
 	}
 	d.uidMu.Lock()
 	defer d.uidMu.Unlock()
-	d.mu.Lock()
-	others := make([]*instance, 0, len(d.instances))
-	for _, o := range d.instances {
+	others := make([]*instance, 0, d.tab.Len())
+	for _, o := range d.tab.Snapshot() {
 		if o != in {
 			others = append(others, o)
 		}
 	}
-	d.mu.Unlock()
 	used := make(map[int]bool, len(others))
 	for _, o := range others {
-		o.mu.Lock()
+		o.Mu.Lock()
 		used[o.st.UID] = true
-		o.mu.Unlock()
+		o.Mu.Unlock()
 	}
 	for slot := range maxVMUsers {
 		if u := d.opts.UIDBase + slot; !used[u] {

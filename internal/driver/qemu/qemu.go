@@ -73,7 +73,6 @@
 package qemu
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,15 +81,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/hostproc"
 	"github.com/vmssd/vmssd/internal/driver/instdir"
+	"github.com/vmssd/vmssd/internal/driver/lifecycle"
 	"github.com/vmssd/vmssd/internal/driver/portpool"
-	"github.com/vmssd/vmssd/internal/fsutil"
 )
 
 // FailureBootTimeout is the Status.Failure of a VM killed at its boot
@@ -270,17 +268,26 @@ func (o *Options) setDefaults() error {
 // Driver runs instances as QEMU virtual machines. It implements
 // driver.Driver and driver.ConsoleReader; its methods are safe for
 // concurrent use (operations on one instance are serialized, operations on
-// different instances run in parallel).
+// different instances run in parallel). The lifecycle (instance table,
+// locking, state files, the operations' skeleton, Recover's walk) is
+// package lifecycle's; this driver is its Guest. A graceful Stop presses
+// the ACPI power button and waits up to StopTimeout (or until ctx is done)
+// for the guest to power off, then quits QEMU; a stopped VM keeps its ports
+// but not its memory reservation; Start, Restart and Reimage fail with
+// ErrInsufficientMemory when the host cannot give the VM its memory.
 type Driver struct {
-	opts  Options
-	log   *slog.Logger
-	accel string
+	opts    Options
+	log     *slog.Logger
+	accel   string
+	backoff hostproc.Backoff
 
-	// ctx is cancelled by Close; it bounds every goroutine of the driver,
-	// and wg counts them.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	tab *lifecycle.Table[*instance]
+	// Ops gives the driver its Start, Stop, Deallocate, Restart, Delete,
+	// Inspect, List and Console.
+	*lifecycle.Ops[*instance]
+	// ctx is the table's: cancelled by Close, it bounds every goroutine of
+	// the driver (started with tab.Go).
+	ctx context.Context
 
 	// boots holds one token per booting VM.
 	boots chan struct{}
@@ -288,11 +295,11 @@ type Driver struct {
 	// uidMu serializes the allocation of VM users.
 	uidMu sync.Mutex
 
-	mu        sync.Mutex
-	closed    bool
-	instances map[string]*instance
-	ports     *portpool.Pool
-	mem       *memoryBook
+	// mu guards ports and mem. Lock order: an instance's Op, then mu, then
+	// its Mu.
+	mu    sync.Mutex
+	ports *portpool.Pool
+	mem   *memoryBook
 }
 
 var (
@@ -319,24 +326,24 @@ func New(opts Options) (*Driver, error) {
 	} else {
 		log.Info("acceleration set by configuration", "accel", accel)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	tab := lifecycle.NewTable(Name, opts.Root, ErrClosed, log, newInstance)
 	d := &Driver{
-		opts:      opts,
-		log:       log,
-		accel:     accel,
-		ctx:       ctx,
-		cancel:    cancel,
-		boots:     make(chan struct{}, opts.MaxConcurrentBoots),
-		instances: make(map[string]*instance),
-		ports:     portpool.New(portpool.Range{}),
+		opts:    opts,
+		log:     log,
+		accel:   accel,
+		backoff: hostproc.Backoff{Initial: opts.RestartBackoff, Max: opts.MaxRestartBackoff, StableAfter: stableAfter},
+		tab:     tab,
+		ctx:     tab.Ctx(),
+		boots:   make(chan struct{}, opts.MaxConcurrentBoots),
+		ports:   portpool.New(portpool.Range{}),
 		mem: &memoryBook{
 			allowedMB:  int(float64(opts.HostMemoryMB) * opts.MemoryOvercommit),
 			overheadMB: opts.VMOverheadMB,
 			held:       make(map[string]int),
 		},
 	}
-	d.wg.Add(1)
-	go d.housekeep()
+	d.Ops = &lifecycle.Ops[*instance]{Tab: tab, Guest: guest{d}, Log: log, Backoff: d.backoff, ErrConflict: ErrConflict, ConsoleMaxBytes: opts.ConsoleMaxBytes}
+	tab.Go(func() { tab.Housekeep(opts.ConsoleCheckInterval, d.housekeep) })
 	return d, nil
 }
 
@@ -349,15 +356,7 @@ func (d *Driver) Accel() string { return d.accel }
 // Close stops supervising and waits for the driver's goroutines. VMs keep
 // running; a new Driver's Recover re-adopts them. Close is idempotent.
 func (d *Driver) Close() error {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return nil
-	}
-	d.closed = true
-	d.mu.Unlock()
-	d.cancel()
-	d.wg.Wait()
+	d.tab.Close()
 	return nil
 }
 
@@ -374,41 +373,15 @@ func (d *Driver) Create(ctx context.Context, spec driver.Spec) (driver.Status, e
 	if err != nil {
 		return driver.Status{}, err
 	}
-	in, err := d.lockOrAdd(ctx, spec.ID)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.unlock()
-	if in.created {
-		in.mu.Lock()
-		cur := in.spec
-		in.mu.Unlock()
-		if sameImage(cur, spec) {
-			return in.status(d.accel), nil
-		}
-		return in.status(d.accel), fmt.Errorf("qemu: create %s with image %s: %w (it has %s)",
-			spec.ID, spec.ImageDigest, ErrConflict, cur.ImageDigest)
-	}
-	if err := d.admitMemory(spec.ID, res, false); err != nil {
-		d.drop(in)
-		return driver.Status{}, err
-	}
-	ctx, cancel := d.opContext(ctx)
-	defer cancel()
-	st := state{
-		Desired: driver.PowerRunning, Power: driver.PowerStarting, Since: time.Now().UTC(),
-		Message: "creating", Resources: res, Accel: d.accel,
-	}
-	if err := d.buildInstanceDir(ctx, spec, img, raw, st); err != nil {
-		d.releaseMemory(spec.ID)
-		d.drop(in)
-		return driver.Status{}, fmt.Errorf("qemu: create %s: %w", spec.ID, err)
-	}
-	in.mu.Lock()
-	in.created, in.spec, in.img, in.st = true, spec, img, st
-	in.mu.Unlock()
-	d.log.Info("instance created", "id", spec.ID, "image", spec.ImageDigest, "vcpus", res.VCPUs, "memoryMB", res.MemoryMB)
-	return d.startLocked(ctx, in)
+	return d.Ops.Create(ctx, spec, lifecycle.CreateSteps[*instance]{
+		Admit:   func() error { return d.admitMemory(spec.ID, res, false) },
+		Unadmit: func() { d.releaseMemory(spec.ID) },
+		Build: func(ctx context.Context, dir string) error {
+			return d.writeInstanceFiles(ctx, dir, spec, img, raw)
+		},
+		State:   func(in *instance) { in.st.Resources, in.st.Accel = res, d.accel },
+		Install: func(in *instance) { in.img = img },
+	})
 }
 
 // prepareSpec makes spec.ImageDir absolute and loads the image.
@@ -422,25 +395,6 @@ func prepareSpec(spec driver.Spec) (driver.Spec, image, []byte, error) {
 	}
 	img, raw, err := loadImage(spec.ImageDir)
 	return spec, img, raw, err
-}
-
-// buildInstanceDir builds the instance directory under a temporary name in
-// Root and renames it into place: a crash leaves either nothing or a
-// complete directory.
-func (d *Driver) buildInstanceDir(ctx context.Context, spec driver.Spec, img image, rawManifest []byte, st state) error {
-	return instdir.Create(d.opts.Root, spec.ID, func(tmp string) error {
-		if err := d.writeInstanceFiles(ctx, tmp, spec, img, rawManifest); err != nil {
-			return err
-		}
-		if err := writeJSONAtomic(filepath.Join(tmp, stateFile), st); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(filepath.Join(tmp, consoleFile), nil, 0o640); err != nil {
-			return err
-		}
-		// spec.json last: Recover removes a directory without it.
-		return writeJSONAtomic(filepath.Join(tmp, specFile), spec)
-	})
 }
 
 // writeInstanceFiles writes what an image gives an instance into dir: the
@@ -482,169 +436,6 @@ func (d *Driver) createOverlay(ctx context.Context, path string, img image) erro
 	return nil
 }
 
-// Start boots a stopped or deallocated instance on its existing disk (a
-// deallocated instance gets new ports). Starting a running instance does
-// nothing; starting one whose VM is between crash restarts restarts it now.
-// It fails with ErrInsufficientMemory when the host cannot give the VM its
-// memory.
-func (d *Driver) Start(ctx context.Context, id string) (driver.Status, error) {
-	in, err := d.lockInstance(ctx, id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.unlock()
-	in.cancelRestart()
-	in.mu.Lock()
-	running, desired, res := in.vm != nil, in.st.Desired, in.st.Resources
-	in.mu.Unlock()
-	if running {
-		if desired != driver.PowerRunning {
-			in.update(func(st *state) { st.Desired = driver.PowerRunning })
-			if err := in.persist(); err != nil {
-				return in.status(d.accel), err
-			}
-		}
-		return in.status(d.accel), nil
-	}
-	if err := d.admitMemory(id, res, false); err != nil {
-		return in.status(d.accel), err
-	}
-	ctx, cancel := d.opContext(ctx)
-	defer cancel()
-	return d.startLocked(ctx, in)
-}
-
-// startLocked starts the VM of an instance that has none: it waits for a
-// boot slot and starts QEMU. If it cannot, the supervisor retries. Called
-// with op held and the memory admitted.
-func (d *Driver) startLocked(ctx context.Context, in *instance) (driver.Status, error) {
-	in.failures = 0
-	in.update(func(st *state) {
-		st.Desired = driver.PowerRunning
-		st.setPower(driver.PowerStarting, "")
-	})
-	if err := in.persist(); err != nil {
-		return in.status(d.accel), err
-	}
-	if err := d.acquireBoot(ctx, in); err != nil {
-		// The instance should run: the supervisor starts it.
-		in.update(func(st *state) { st.setPower(driver.PowerStarting, "waiting for a boot slot") })
-		d.goRestart(in, 0, false)
-		return in.status(d.accel), fmt.Errorf("qemu: start %s: waiting for a boot slot: %w", in.id, err)
-	}
-	if err := d.spawnLocked(ctx, in, false); err != nil {
-		delay := in.nextBackoff(d.opts, 0)
-		in.update(func(st *state) {
-			st.setPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
-		})
-		if perr := in.persist(); perr != nil {
-			d.log.Error("persist instance state", "id", in.id, "err", perr)
-		}
-		d.goRestart(in, delay, false)
-		return in.status(d.accel), err
-	}
-	return in.status(d.accel), nil
-}
-
-// Stop powers the instance off and keeps its disk and its ports; its memory
-// is no longer reserved. graceful presses the ACPI power button and waits
-// up to StopTimeout (or until ctx is done) for the guest to power off, then
-// quits QEMU; otherwise QEMU quits at once. Stopping a stopped or
-// deallocated instance does nothing.
-func (d *Driver) Stop(ctx context.Context, id string, graceful bool) (driver.Status, error) {
-	in, err := d.lockInstance(ctx, id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.unlock()
-	in.cancelRestart()
-	in.mu.Lock()
-	idle := in.vm == nil && in.st.Desired != driver.PowerRunning
-	in.mu.Unlock()
-	if idle {
-		return in.status(d.accel), nil
-	}
-	if err := d.powerOffLocked(ctx, in, driver.PowerStopped, driver.PowerStopping, graceful); err != nil {
-		return in.status(d.accel), err
-	}
-	return in.status(d.accel), nil
-}
-
-// Deallocate stops the instance gracefully and releases its host resources
-// (QEMU process, memory, ports); the disk is kept.
-func (d *Driver) Deallocate(ctx context.Context, id string) (driver.Status, error) {
-	in, err := d.lockInstance(ctx, id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.unlock()
-	in.cancelRestart()
-	in.mu.Lock()
-	done := in.vm == nil && in.st.Desired == driver.PowerDeallocated
-	in.mu.Unlock()
-	if done {
-		return in.status(d.accel), nil
-	}
-	if err := d.powerOffLocked(ctx, in, driver.PowerDeallocated, driver.PowerDeallocating, true); err != nil {
-		return in.status(d.accel), err
-	}
-	return in.status(d.accel), nil
-}
-
-// powerOffLocked records the desired power target, stops the VM while
-// showing transient, and settles on target (releasing the ports for
-// deallocated). Called with op held.
-func (d *Driver) powerOffLocked(ctx context.Context, in *instance, target, transient driver.Power, graceful bool) error {
-	in.update(func(st *state) {
-		st.Desired = target
-		st.setPower(transient, "")
-	})
-	if err := in.persist(); err != nil {
-		return err
-	}
-	how, err := d.stopVMLocked(ctx, in, graceful)
-	if err != nil {
-		in.update(func(st *state) { st.Message = "stop failed: " + err.Error() })
-		if perr := in.persist(); perr != nil {
-			d.log.Error("persist instance state", "id", in.id, "err", perr)
-		}
-		return fmt.Errorf("qemu: stop %s: %w", in.id, err)
-	}
-	d.releaseMemory(in.id)
-	if target == driver.PowerDeallocated {
-		d.releasePortsLocked(in)
-	}
-	in.update(func(st *state) { st.setPower(target, how) })
-	d.log.Info("instance powered off", "id", in.id, "power", target, "how", how)
-	return in.persist()
-}
-
-// Restart stops the instance gracefully and starts it again (a stopped
-// instance is just started): a new QEMU process, the same disk.
-func (d *Driver) Restart(ctx context.Context, id string) (driver.Status, error) {
-	in, err := d.lockInstance(ctx, id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.unlock()
-	in.cancelRestart()
-	in.mu.Lock()
-	running, res := in.vm != nil, in.st.Resources
-	in.mu.Unlock()
-	if err := d.admitMemory(id, res, false); err != nil {
-		return in.status(d.accel), err
-	}
-	ctx, cancel := d.opContext(ctx)
-	defer cancel()
-	if running {
-		in.update(func(st *state) { st.setPower(driver.PowerStopping, "restarting") })
-		if _, err := d.stopVMLocked(ctx, in, true); err != nil {
-			return in.status(d.accel), fmt.Errorf("qemu: restart %s: %w", id, err)
-		}
-	}
-	return d.startLocked(ctx, in)
-}
-
 // checkSpec validates a spec for op ("create", "reimage"): its id, its image
 // and its size.
 func (d *Driver) checkSpec(op string, spec driver.Spec) (driver.Spec, image, []byte, resources, error) {
@@ -671,264 +462,24 @@ func (d *Driver) Reimage(ctx context.Context, spec driver.Spec) (driver.Status, 
 	if err != nil {
 		return driver.Status{}, err
 	}
-	in, err := d.lockInstance(ctx, spec.ID)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	defer in.op.unlock()
-	ctx, cancel := d.opContext(ctx)
-	defer cancel()
-
-	staging := in.path(reimageDir)
-	if err := d.stageReimage(ctx, in.dir, spec, img, raw); err != nil {
-		return in.status(d.accel), fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
-	}
-	if err := d.admitMemory(spec.ID, res, false); err != nil {
-		os.RemoveAll(staging)
-		return in.status(d.accel), err
-	}
-	in.cancelRestart()
-	in.update(func(st *state) {
-		st.Desired = driver.PowerRunning
-		st.setPower(driver.PowerStopping, "reimaging")
-	})
-	if err := in.persist(); err != nil {
-		os.RemoveAll(staging)
-		return in.status(d.accel), err
-	}
-	if _, err := d.stopVMLocked(ctx, in, true); err != nil {
-		os.RemoveAll(staging)
-		return in.status(d.accel), fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
-	}
-	// Commit: from here on Recover completes the reimage.
-	if err := os.Rename(staging, in.path(reimageReady)); err != nil {
-		os.RemoveAll(staging)
-		return in.status(d.accel), fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
-	}
-	if err := instdir.ApplyReimage(in.dir); err != nil {
-		in.update(func(st *state) { st.setPower(driver.PowerUnknown, "reimage failed: "+err.Error()) })
-		return in.status(d.accel), fmt.Errorf("qemu: reimage %s: %w", spec.ID, err)
-	}
-	in.mu.Lock()
-	in.spec, in.img, in.st.Resources = spec, img, res
-	in.mu.Unlock()
-	d.log.Info("instance reimaged", "id", spec.ID, "image", spec.ImageDigest)
-	return d.startLocked(ctx, in)
-}
-
-// stageReimage prepares, in the instance directory dir, what
-// instdir.ApplyReimage installs.
-func (d *Driver) stageReimage(ctx context.Context, dir string, spec driver.Spec, img image, rawManifest []byte) error {
-	return instdir.StageReimage(dir, func(staging string) error {
-		if err := d.writeInstanceFiles(ctx, staging, spec, img, rawManifest); err != nil {
-			return err
-		}
-		return writeJSONAtomic(filepath.Join(staging, specFile), spec)
+	return d.Ops.Reimage(ctx, spec, lifecycle.ReimageSteps[*instance]{
+		Build: func(ctx context.Context, dir string) error {
+			return d.writeInstanceFiles(ctx, dir, spec, img, raw)
+		},
+		Admit:   func() error { return d.admitMemory(spec.ID, res, false) },
+		Install: func(in *instance) { in.img, in.st.Resources = img, res },
 	})
 }
 
-// Delete kills the VM (QMP quit, then SIGKILL) and removes the instance
-// directory; its ports and memory are released. Deleting an unknown ID
-// returns an error wrapping driver.ErrNotFound.
-func (d *Driver) Delete(ctx context.Context, id string) error {
-	in, err := d.lockInstance(ctx, id)
-	if err != nil {
-		return err
-	}
-	defer in.op.unlock()
-	in.cancelRestart()
-	// Record the intent first: if vmssd dies before the directory is gone,
-	// Recover must not start the VM again.
-	in.update(func(st *state) {
-		st.Desired = driver.PowerStopped
-		if in.vm != nil {
-			st.setPower(driver.PowerStopping, "deleting")
-		}
-	})
-	if err := in.persist(); err != nil {
-		return fmt.Errorf("qemu: delete %s: %w", id, err)
-	}
-	if _, err := d.stopVMLocked(ctx, in, false); err != nil {
-		return fmt.Errorf("qemu: delete %s: %w", id, err)
-	}
-	// Rename first: a crash during the removal leaves a dot-directory that
-	// Recover removes, never a half-deleted instance.
-	trash := filepath.Join(d.opts.Root, ".delete-"+id+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
-	if err := os.Rename(in.dir, trash); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("qemu: delete %s: %w", id, err)
-	}
-	d.releasePortsLocked(in)
-	d.releaseMemory(id)
-	d.drop(in)
-	d.log.Info("instance deleted", "id", id)
-	if err := os.RemoveAll(trash); err != nil {
-		return fmt.Errorf("qemu: delete %s: remove files: %w", id, err)
-	}
-	return nil
-}
+func (d *Driver) list() []driver.Status { return d.tab.Statuses(d.statusLocked) }
 
-// Inspect returns the status of one instance, or an error wrapping
-// driver.ErrNotFound.
-func (d *Driver) Inspect(ctx context.Context, id string) (driver.Status, error) {
-	in, err := d.get(id)
-	if err != nil {
-		return driver.Status{}, err
-	}
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if !in.created || in.removed {
-		return driver.Status{}, notFound(id)
-	}
-	return in.statusLocked(d.accel), nil
-}
-
-// List returns the status of every instance, sorted by ID.
-func (d *Driver) List(ctx context.Context) ([]driver.Status, error) {
-	d.mu.Lock()
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	return d.list(), nil
-}
-
-func (d *Driver) list() []driver.Status {
-	out := make([]driver.Status, 0, 16)
-	for _, in := range d.snapshot() {
-		in.mu.Lock()
-		if in.created && !in.removed {
-			out = append(out, in.statusLocked(d.accel))
-		}
-		in.mu.Unlock()
-	}
-	slices.SortFunc(out, func(a, b driver.Status) int { return cmp.Compare(a.ID, b.ID) })
-	return out
-}
-
-// Console returns the newest bytes of the instance's serial console (the
-// rotated console.log.1 followed by console.log), at most ConsoleMaxBytes.
-func (d *Driver) Console(ctx context.Context, id string) ([]byte, error) {
-	in, err := d.get(id)
-	if err != nil {
-		return nil, err
-	}
-	in.mu.Lock()
-	gone := !in.created || in.removed
-	in.mu.Unlock()
-	if gone {
-		return nil, notFound(id)
-	}
-	b, err := fsutil.TailLog(in.path(consoleFile), d.opts.ConsoleMaxBytes)
-	if err != nil {
-		return nil, fmt.Errorf("qemu: console of %s: %w", id, err)
-	}
-	return b, nil
-}
-
-// get returns the instance id (possibly still being created).
-func (d *Driver) get(id string) (*instance, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil, ErrClosed
-	}
-	in := d.instances[id]
-	if in == nil {
-		return nil, notFound(id)
-	}
-	return in, nil
-}
-
-// snapshot returns the known instances.
-func (d *Driver) snapshot() []*instance {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]*instance, 0, len(d.instances))
-	for _, in := range d.instances {
-		out = append(out, in)
-	}
-	return out
-}
-
-func notFound(id string) error {
-	return fmt.Errorf("qemu: instance %q: %w", id, driver.ErrNotFound)
-}
-
-// lockInstance returns the created instance id with its op lock held.
-func (d *Driver) lockInstance(ctx context.Context, id string) (*instance, error) {
-	for {
-		in, err := d.get(id)
-		if err != nil {
-			return nil, err
-		}
-		if err := in.op.lock(ctx); err != nil {
-			return nil, fmt.Errorf("qemu: %s: %w", id, err)
-		}
-		in.mu.Lock()
-		removed, created := in.removed, in.created
-		in.mu.Unlock()
-		switch {
-		case removed:
-			in.op.unlock()
-			continue // look again: it was deleted or its Create failed
-		case !created:
-			in.op.unlock()
-			return nil, notFound(id)
-		}
-		return in, nil
-	}
-}
-
-// lockOrAdd returns instance id, added if unknown (not created yet), with
-// its op lock held.
-func (d *Driver) lockOrAdd(ctx context.Context, id string) (*instance, error) {
-	for {
-		d.mu.Lock()
-		if d.closed {
-			d.mu.Unlock()
-			return nil, ErrClosed
-		}
-		in := d.instances[id]
-		if in == nil {
-			in = newInstance(id, filepath.Join(d.opts.Root, id))
-			d.instances[id] = in
-		}
-		d.mu.Unlock()
-		if err := in.op.lock(ctx); err != nil {
-			return nil, fmt.Errorf("qemu: %s: %w", id, err)
-		}
-		in.mu.Lock()
-		removed := in.removed
-		in.mu.Unlock()
-		if removed {
-			in.op.unlock()
-			continue
-		}
-		return in, nil
-	}
-}
-
-// drop forgets in. Called with op held.
-func (d *Driver) drop(in *instance) {
-	in.mu.Lock()
-	in.removed = true
-	in.mu.Unlock()
-	d.mu.Lock()
-	if d.instances[in.id] == in {
-		delete(d.instances, in.id)
-	}
-	d.mu.Unlock()
-}
+func (d *Driver) statusLocked(in *instance) driver.Status { return in.statusLocked(d.accel) }
 
 // admitMemory reserves the memory of a VM that is to run.
 func (d *Driver) admitMemory(id string, res resources, force bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.mem.admit(id, res.MemoryMB, force); err != nil {
-		return err
-	}
-	return nil
+	return d.mem.admit(id, res.MemoryMB, force)
 }
 
 // releaseMemory frees the memory reservation of id.
@@ -938,46 +489,13 @@ func (d *Driver) releaseMemory(id string) {
 	d.mem.release(id)
 }
 
-// opContext returns ctx, also cancelled by Close.
-func (d *Driver) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(d.ctx, cancel)
-	return ctx, func() {
-		stop()
-		cancel()
+// housekeep bounds the logs of in. Called with Op held.
+func (d *Driver) housekeep(in *instance) {
+	if _, err := rotateLog(in.Path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
+		d.log.Warn("rotate console", "id", in.ID, "err", err)
 	}
-}
-
-// housekeep bounds the logs.
-func (d *Driver) housekeep() {
-	defer d.wg.Done()
-	t := time.NewTicker(d.opts.ConsoleCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, in := range d.snapshot() {
-			// Skip an instance busy with an operation (it may be moving
-			// its directory); the next round gets it.
-			if !in.op.tryLock() {
-				continue
-			}
-			in.mu.Lock()
-			live := in.created && !in.removed
-			in.mu.Unlock()
-			if live {
-				if _, err := rotateLog(in.path(consoleFile), d.opts.ConsoleMaxBytes); err != nil {
-					d.log.Warn("rotate console", "id", in.id, "err", err)
-				}
-				if _, err := rotateLog(in.path(qemuLogFile), qemuLogMaxBytes); err != nil {
-					d.log.Warn("rotate QEMU log", "id", in.id, "err", err)
-				}
-			}
-			in.op.unlock()
-		}
+	if _, err := rotateLog(in.Path(qemuLogFile), qemuLogMaxBytes); err != nil {
+		d.log.Warn("rotate QEMU log", "id", in.ID, "err", err)
 	}
 }
 
@@ -988,4 +506,39 @@ func validID(id string) error {
 		return fmt.Errorf("qemu: %w", err)
 	}
 	return nil
+}
+
+// guest is the driver's lifecycle.Guest.
+type guest struct{ d *Driver }
+
+func (g guest) Running(in *instance) bool               { return in.vm != nil }
+func (g guest) StatusLocked(in *instance) driver.Status { return in.statusLocked(g.d.accel) }
+func (g guest) Retry(in *instance, delay time.Duration) { g.d.goRestart(in, delay, false) }
+
+func (g guest) Admit(in *instance) error {
+	in.Mu.Lock()
+	res := in.st.Resources
+	in.Mu.Unlock()
+	return g.d.admitMemory(in.ID, res, false)
+}
+
+// Launch waits for a boot slot and starts QEMU.
+func (g guest) Launch(ctx context.Context, in *instance) error {
+	if err := g.d.acquireBoot(ctx, in); err != nil {
+		return &lifecycle.WaitError{Msg: "waiting for a boot slot", Err: err}
+	}
+	return g.d.spawnLocked(ctx, in, false)
+}
+
+func (g guest) StopGuest(ctx context.Context, in *instance, graceful bool) (string, error) {
+	return g.d.stopVMLocked(ctx, in, graceful)
+}
+
+// Release frees the memory of a VM that stopped, and its ports too once it
+// is deallocated or deleted.
+func (g guest) Release(in *instance, power driver.Power) {
+	g.d.releaseMemory(in.ID)
+	if power != driver.PowerStopped {
+		g.d.releasePortsLocked(in)
+	}
 }

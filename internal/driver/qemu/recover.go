@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/hostproc"
-	"github.com/vmssd/vmssd/internal/driver/instdir"
+	"github.com/vmssd/vmssd/internal/driver/lifecycle"
 )
 
 // recoverQMPTimeout bounds the wait for a found QEMU to answer on QMP.
@@ -42,70 +39,18 @@ const recoverQMPTimeout = 5 * time.Second
 // allowance. Recover returns the status of every instance, and the errors
 // of instances it could not load (joined), which it leaves alone on disk.
 func (d *Driver) Recover(ctx context.Context) ([]driver.Status, error) {
-	d.mu.Lock()
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
+	err := d.tab.Recover(ctx, d.recoverInstance)
+	if errors.Is(err, ErrClosed) {
+		return nil, err
 	}
-	entries, err := os.ReadDir(d.opts.Root)
-	if err != nil {
-		return nil, fmt.Errorf("qemu: recover: %w", err)
-	}
-	var errs []error
-	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return d.list(), fmt.Errorf("qemu: recover: %w", err)
-		}
-		name := e.Name()
-		path := filepath.Join(d.opts.Root, name)
-		if strings.HasPrefix(name, ".") {
-			d.log.Info("recover: removing leftover of an interrupted operation", "path", path)
-			if err := os.RemoveAll(path); err != nil {
-				errs = append(errs, fmt.Errorf("qemu: recover: %w", err))
-			}
-			continue
-		}
-		if !e.IsDir() || validID(name) != nil {
-			d.log.Warn("recover: ignoring unexpected entry", "path", path)
-			continue
-		}
-		if err := d.recoverInstance(ctx, name); err != nil {
-			d.log.Error("recover instance", "id", name, "err", err)
-			errs = append(errs, fmt.Errorf("qemu: recover %s: %w", name, err))
-		}
-	}
-	return d.list(), errors.Join(errs...)
+	return d.list(), err
 }
 
 // recoverInstance loads and revives the instance in <Root>/<id>.
 func (d *Driver) recoverInstance(ctx context.Context, id string) error {
-	dir := filepath.Join(d.opts.Root, id)
-	d.mu.Lock()
-	known := d.instances[id] != nil
-	d.mu.Unlock()
-	if known {
-		return nil
-	}
-	if !exists(filepath.Join(dir, specFile)) {
-		d.log.Info("recover: removing half-created instance", "id", id)
-		return os.RemoveAll(dir)
-	}
-	if err := instdir.Clean(dir); err != nil {
+	in, ok, err := d.tab.Load(id)
+	if !ok {
 		return err
-	}
-	var spec driver.Spec
-	if err := readJSON(filepath.Join(dir, specFile), &spec); err != nil {
-		return err
-	}
-	if spec.ID != id {
-		return fmt.Errorf("spec.json has id %q", spec.ID)
-	}
-	in := newInstance(id, dir)
-	in.created, in.spec = true, spec
-	if err := readJSON(in.path(stateFile), &in.st); err != nil {
-		d.log.Warn("recover: no usable state, assuming it should run", "id", id, "err", err)
-		in.st = state{Desired: driver.PowerRunning, Power: driver.PowerUnknown}
 	}
 	var problems []string
 	img, err := loadInstanceImage(in)
@@ -114,7 +59,7 @@ func (d *Driver) recoverInstance(ctx context.Context, id string) error {
 	}
 	in.img = img
 	if in.st.Resources.MemoryMB <= 0 {
-		res, err := resolveSize(d.opts.Sizes, spec, img)
+		res, err := resolveSize(d.opts.Sizes, in.Spec, img)
 		if err != nil {
 			problems = append(problems, err.Error())
 			res = resources{VCPUs: 1, MemoryMB: max(d.opts.Sizes[DefaultSize].MemoryMB, 128)}
@@ -128,21 +73,8 @@ func (d *Driver) recoverInstance(ctx context.Context, id string) error {
 			*p = 0
 		}
 	}
-	d.instances[id] = in
 	d.mu.Unlock()
-
-	if err := in.op.lock(ctx); err != nil {
-		return err
-	}
-	defer in.op.unlock()
-	err = d.reviveLocked(ctx, in)
-	if len(problems) > 0 {
-		in.update(func(st *state) { st.Message = strings.Join(problems, "; ") })
-		if perr := in.persist(); perr != nil {
-			d.log.Error("persist instance state", "id", id, "err", perr)
-		}
-	}
-	return err
+	return d.Ops.RecoverLocked(ctx, in, problems, func() error { return d.reviveLocked(ctx, in) })
 }
 
 // reviveLocked re-adopts, restarts or stops the VM of a recovered instance
@@ -158,12 +90,12 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance) error {
 			v.began = st.BootStarted
 		}
 		v.booted = booted
-		_ = d.admitMemory(in.id, st.Resources, true)
-		in.mu.Lock()
+		_ = d.admitMemory(in.ID, st.Resources, true)
+		in.Mu.Lock()
 		in.vm = v
 		in.st.PID, in.st.StartTime, in.st.Accel = v.pid, v.start, v.accel
 		if booted {
-			in.st.setPower(driver.PowerRunning, "re-adopted after a restart of vmssd")
+			in.st.SetPower(driver.PowerRunning, "re-adopted after a restart of vmssd")
 		} else {
 			if in.st.BootStarted.IsZero() || st.PID != v.pid {
 				// Started but not recorded: its boot began about now, and
@@ -171,17 +103,17 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance) error {
 				in.st.BootStarted = time.Now().UTC()
 				v.began = time.Now()
 				in.st.ConsoleOffset = 0
-				if fi, err := os.Stat(in.path(consoleFile)); err == nil {
+				if fi, err := os.Stat(in.Path(consoleFile)); err == nil {
 					in.st.ConsoleOffset = fi.Size()
 				}
 			}
 			in.st.Booted = false
-			in.st.setPower(driver.PowerStarting, "re-adopted while booting after a restart of vmssd")
+			in.st.SetPower(driver.PowerStarting, "re-adopted while booting after a restart of vmssd")
 		}
 		deadline := in.st.BootStarted.Add(d.opts.BootDeadline)
 		consoleOff := in.st.ConsoleOffset
-		in.mu.Unlock()
-		d.log.Info("recover: VM re-adopted", "id", in.id, "pid", v.pid, "booted", booted)
+		in.Mu.Unlock()
+		d.log.Info("recover: VM re-adopted", "id", in.ID, "pid", v.pid, "booted", booted)
 		if err := in.persist(); err != nil {
 			return err
 		}
@@ -203,26 +135,26 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance) error {
 
 	case v != nil:
 		// An interrupted Stop, Deallocate or Delete: finish the job.
-		in.mu.Lock()
+		in.Mu.Lock()
 		in.vm = v
-		in.mu.Unlock()
+		in.Mu.Unlock()
 		d.goWatch(in, v)
 		if _, err := d.stopVMLocked(ctx, in, false); err != nil {
 			return err
 		}
-		d.log.Info("recover: stopped a VM that should not run", "id", in.id, "pid", v.pid)
+		d.log.Info("recover: stopped a VM that should not run", "id", in.ID, "pid", v.pid)
 	}
 
 	if st.Desired == driver.PowerRunning {
 		restart := st.PID != 0
 		if restart {
-			in.lastExit = "was gone when vmssd recovered"
-			d.log.Info("recover: QEMU is gone, restarting it", "id", in.id, "pid", st.PID)
+			in.LastExit = "was gone when vmssd recovered"
+			d.log.Info("recover: QEMU is gone, restarting it", "id", in.ID, "pid", st.PID)
 		}
-		_ = d.admitMemory(in.id, st.Resources, true)
+		_ = d.admitMemory(in.ID, st.Resources, true)
 		in.update(func(st *state) {
 			st.PID, st.StartTime, st.Booted = 0, 0, false
-			st.setPower(driver.PowerStarting, "waiting to be started after a restart of vmssd")
+			st.SetPower(driver.PowerStarting, "waiting to be started after a restart of vmssd")
 		})
 		if err := in.persist(); err != nil {
 			return err
@@ -231,20 +163,8 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance) error {
 		return nil
 	}
 
-	if st.Desired == driver.PowerDeallocated {
-		d.releasePortsLocked(in)
-	} else if st.Desired != driver.PowerStopped {
-		in.update(func(st *state) { st.Desired = driver.PowerStopped })
-	}
-	in.update(func(s *state) {
-		s.PID, s.StartTime, s.Booted = 0, 0, false
-		msg := s.Message
-		if s.Power != s.Desired {
-			msg = ""
-		}
-		s.setPower(s.Desired, msg)
-	})
-	return in.persist()
+	in.update(func(s *state) { s.Booted = false })
+	return d.Ops.SettleIdle(in)
 }
 
 // findQEMU returns the live QEMU of in, connected to its QMP socket, or nil.
@@ -258,11 +178,11 @@ func (d *Driver) findQEMU(ctx context.Context, in *instance, st state) *vm {
 		start uint64 // 0: any
 	}
 	cands := []cand{{st.PID, st.StartTime}}
-	if p := readPidfile(in.path(pidFile)); p != 0 {
+	if p := readPidfile(in.Path(pidFile)); p != 0 {
 		cands = append(cands, cand{p, 0})
 	}
 	for _, c := range cands {
-		start, ok := isInstanceQEMU(c.pid, in.dir)
+		start, ok := isInstanceQEMU(c.pid, in.Dir)
 		if !ok || (c.start != 0 && start != c.start) {
 			continue
 		}
@@ -273,7 +193,7 @@ func (d *Driver) findQEMU(ctx context.Context, in *instance, st state) *vm {
 		v := newVM(c.pid, start, accel)
 		qc, err := d.connectQMP(ctx, in, v, recoverQMPTimeout)
 		if err != nil {
-			d.log.Warn("recover: QEMU does not answer on QMP, killing it", "id", in.id, "pid", c.pid, "err", err)
+			d.log.Warn("recover: QEMU does not answer on QMP, killing it", "id", in.ID, "pid", c.pid, "err", err)
 			unix.Kill(c.pid, unix.SIGKILL)
 			kctx, cancel := context.WithTimeout(ctx, killTimeout)
 			hostproc.WaitExit(kctx, c.pid, start, d.opts.PollInterval)
@@ -289,19 +209,12 @@ func (d *Driver) findQEMU(ctx context.Context, in *instance, st state) *vm {
 // loadInstanceImage loads the image of a recovered instance from its copy
 // of the manifest (restored from the image directory if missing).
 func loadInstanceImage(in *instance) (image, error) {
-	raw, err := os.ReadFile(in.path(manifestFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		img, raw, err := loadImage(in.spec.ImageDir)
-		if err != nil {
-			return image{}, err
-		}
-		if err := writeFileAtomic(in.path(manifestFile), raw, 0o644); err != nil {
-			return image{}, err
-		}
-		return img, nil
-	}
+	raw, err := lifecycle.ReadManifest(in.Dir, func() ([]byte, error) {
+		_, raw, err := loadImage(in.Spec.ImageDir)
+		return raw, err
+	})
 	if err != nil {
 		return image{}, fmt.Errorf("qemu: %w", err)
 	}
-	return parseImage(in.spec.ImageDir, raw)
+	return parseImage(in.Spec.ImageDir, raw)
 }

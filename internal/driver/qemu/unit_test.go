@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -342,25 +341,6 @@ func TestValidIDAndHostname(t *testing.T) {
 	}
 	if !validHostname("web000003") || validHostname("a,b") || validHostname("-a") || validHostname("") {
 		t.Error("validHostname")
-	}
-}
-
-func TestOpLock(t *testing.T) {
-	l := newOpLock()
-	if err := l.lock(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if l.tryLock() {
-		t.Error("tryLock of a held lock")
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
-	defer cancel()
-	if err := l.lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("lock of a held lock: %v", err)
-	}
-	l.unlock()
-	if !l.tryLock() {
-		t.Error("tryLock of a free lock")
 	}
 }
 

@@ -122,7 +122,7 @@ func (d *Driver) acquireBoot(ctx context.Context, in *instance) error {
 	default:
 	}
 	in.update(func(st *state) {
-		st.setPower(driver.PowerStarting, fmt.Sprintf("waiting for a boot slot (%d VMs booting)", cap(d.boots)))
+		st.SetPower(driver.PowerStarting, fmt.Sprintf("waiting for a boot slot (%d VMs booting)", cap(d.boots)))
 	})
 	select {
 	case d.boots <- struct{}{}:
@@ -151,15 +151,15 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 	if err := d.ensurePortsLocked(in); err != nil {
 		return err
 	}
-	in.mu.Lock()
-	spec, img, st := in.spec, in.img, in.st
-	in.mu.Unlock()
+	in.Mu.Lock()
+	spec, img, st := in.Spec, in.img, in.st
+	in.Mu.Unlock()
 
-	if err := writeJSONAtomic(in.path(metadataFile), spec.Metadata); err != nil {
+	if err := writeJSONAtomic(in.Path(metadataFile), spec.Metadata); err != nil {
 		return err
 	}
 	// Instances created before the image files were linked get them now.
-	if err := linkImageFiles(in.path(diskDir), img); err != nil {
+	if err := linkImageFiles(in.Path(diskDir), img); err != nil {
 		return err
 	}
 	argv := []string{d.opts.QEMU}
@@ -168,7 +168,7 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 		if err != nil {
 			return err
 		}
-		if err := confine(in.dir, uid); err != nil {
+		if err := confine(in.Dir, uid); err != nil {
 			return err
 		}
 		kvm := -1
@@ -178,21 +178,21 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 		argv = append(setprivArgs(d.opts.Setpriv, uid, kvm), d.opts.QEMU)
 	}
 	for name, limit := range map[string]int64{consoleFile: d.opts.ConsoleMaxBytes, qemuLogFile: qemuLogMaxBytes} {
-		if _, err := rotateLog(in.path(name), limit); err != nil {
-			d.log.Warn("rotate log", "id", in.id, "err", err)
+		if _, err := rotateLog(in.Path(name), limit); err != nil {
+			d.log.Warn("rotate log", "id", in.ID, "err", err)
 		}
 	}
-	if err := os.Remove(in.path(qmpSocket)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(in.Path(qmpSocket)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("qemu: remove stale QMP socket: %w", err)
 	}
 	var consoleOff int64
-	if fi, err := os.Stat(in.path(consoleFile)); err == nil {
+	if fi, err := os.Stat(in.Path(consoleFile)); err == nil {
 		consoleOff = fi.Size()
 	}
 	accel := d.accel
 	args := d.qemuArgs(in, spec, img, st)
 
-	logf, err := os.OpenFile(in.path(qemuLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	logf, err := os.OpenFile(in.Path(qemuLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("qemu: open QEMU log: %w", err)
 	}
@@ -200,7 +200,7 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 	fmt.Fprintf(logf, "--- %s vmssd starts %q %q\n", time.Now().UTC().Format(time.RFC3339Nano), argv, args)
 	// Own session and process group: QEMU survives vmssd (even a SIGKILL
 	// of vmssd) and is re-adopted by Recover.
-	pid, start, err := hostproc.Spawn(argv[0], append(argv, args...), in.dir,
+	pid, start, err := hostproc.Spawn(argv[0], append(argv, args...), in.Dir,
 		[]string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}, logf)
 	if err != nil {
 		return fmt.Errorf("qemu: start QEMU: %w", err)
@@ -208,14 +208,14 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 	// The pid file is vmssd's (QEMU's own -pidfile needs a path QEMU's
 	// user can resolve from /): Recover finds QEMU by it if vmssd dies
 	// before persisting the state below.
-	if err := writeFileAtomic(in.path(pidFile), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-		d.log.Error("write pid file", "id", in.id, "err", err)
+	if err := writeFileAtomic(in.Path(pidFile), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		d.log.Error("write pid file", "id", in.ID, "err", err)
 	}
 	v := newVM(pid, start, accel)
 	now := time.Now().UTC()
 	msg := "booting (" + accel + ")"
 	if restart {
-		msg = "restarted after QEMU " + in.lastExit + "; booting (" + accel + ")"
+		msg = "restarted after QEMU " + in.LastExit + "; booting (" + accel + ")"
 	}
 	in.update(func(st *state) {
 		st.PID, st.StartTime, st.Accel = pid, start, accel
@@ -223,11 +223,11 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 		if restart {
 			st.Restarts++
 		}
-		st.setPower(driver.PowerStarting, msg)
+		st.SetPower(driver.PowerStarting, msg)
 	})
 	if err := in.persist(); err != nil {
 		// QEMU runs; Recover finds it through its pid file if needed.
-		d.log.Error("persist instance state", "id", in.id, "err", err)
+		d.log.Error("persist instance state", "id", in.ID, "err", err)
 	}
 
 	c, err := d.connectQMP(ctx, in, v, qmpTimeout)
@@ -235,17 +235,17 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 		v.signal(unix.SIGKILL)
 		v.reap()
 		in.update(func(st *state) { st.PID, st.StartTime = 0, 0 })
-		logTail, _ := fsutil.TailFile(in.path(qemuLogFile), 2048)
+		logTail, _ := fsutil.TailFile(in.Path(qemuLogFile), 2048)
 		if t := lastLines(logTail, 3); t != "" {
 			err = fmt.Errorf("%w; QEMU said: %s", err, t)
 		}
-		return fmt.Errorf("qemu: start %s: %w", in.id, err)
+		return fmt.Errorf("qemu: start %s: %w", in.ID, err)
 	}
 	v.qmp = c
-	in.mu.Lock()
+	in.Mu.Lock()
 	in.vm = v
-	in.mu.Unlock()
-	d.log.Info("QEMU started", "id", in.id, "pid", pid, "accel", accel, "vcpus", st.Resources.VCPUs,
+	in.Mu.Unlock()
+	d.log.Info("QEMU started", "id", in.ID, "pid", pid, "accel", accel, "vcpus", st.Resources.VCPUs,
 		"memoryMB", st.Resources.MemoryMB, "healthPort", st.HealthPort, "restart", restart)
 	d.goWatch(in, v)
 	handed = d.goBoot(in, v, now.Add(d.opts.BootDeadline), true, consoleOff)
@@ -267,7 +267,7 @@ func qmpPath(dir string, pid int) string {
 func (d *Driver) connectQMP(ctx context.Context, in *instance, v *vm, timeout time.Duration) (*qmp.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	path := qmpPath(in.dir, v.pid)
+	path := qmpPath(in.Dir, v.pid)
 	for {
 		if !hostproc.Alive(v.pid, v.start) {
 			return nil, errors.New("QEMU exited at once")
@@ -297,20 +297,20 @@ func (d *Driver) connectQMP(ctx context.Context, in *instance, v *vm, timeout ti
 // ensurePortsLocked reserves the instance's health and ssh ports, moving a
 // port that another program took meanwhile. Called with op held.
 func (d *Driver) ensurePortsLocked(in *instance) error {
-	in.mu.Lock()
+	in.Mu.Lock()
 	ports := []int{in.st.HealthPort, in.st.SSHPort}
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, port := range ports {
-		if port != 0 && d.ports.Owner(port) == in.id && portpool.Free(port) {
+		if port != 0 && d.ports.Owner(port) == in.ID && portpool.Free(port) {
 			continue
 		}
 		if port != 0 {
-			d.log.Warn("reserved port is not free, moving the instance", "id", in.id, "port", port)
-			d.ports.Release(port, in.id)
+			d.log.Warn("reserved port is not free, moving the instance", "id", in.ID, "port", port)
+			d.ports.Release(port, in.ID)
 		}
-		p, err := d.ports.Allocate(in.id)
+		p, err := d.ports.Allocate(in.ID)
 		if err != nil {
 			return fmt.Errorf("qemu: %w", err)
 		}
@@ -322,40 +322,26 @@ func (d *Driver) ensurePortsLocked(in *instance) error {
 
 // releasePortsLocked gives the instance's ports back. Called with op held.
 func (d *Driver) releasePortsLocked(in *instance) {
-	in.mu.Lock()
+	in.Mu.Lock()
 	hp, sp := in.st.HealthPort, in.st.SSHPort
 	in.st.HealthPort, in.st.SSHPort = 0, 0
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	d.mu.Lock()
-	d.ports.Release(hp, in.id)
-	d.ports.Release(sp, in.id)
+	d.ports.Release(hp, in.ID)
+	d.ports.Release(sp, in.ID)
 	d.mu.Unlock()
 }
 
 // goWatch starts supervising v; false (and it does not) once the driver is
 // closed.
 func (d *Driver) goWatch(in *instance, v *vm) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return false
-	}
-	d.wg.Add(1)
-	go d.watch(in, v)
-	return true
+	return d.tab.Go(func() { d.watch(in, v) })
 }
 
 // goBoot starts the boot monitor of v, which releases the boot slot (if
 // slot) when it ends; false (and it does not) once the driver is closed.
 func (d *Driver) goBoot(in *instance, v *vm, deadline time.Time, slot bool, consoleOff int64) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return false
-	}
-	d.wg.Add(1)
-	go d.bootMonitor(in, v, deadline, slot, consoleOff)
-	return true
+	return d.tab.Go(func() { d.bootMonitor(in, v, deadline, slot, consoleOff) })
 }
 
 // bootMonitor watches a booting VM until its guest has booted: it answers
@@ -364,17 +350,16 @@ func (d *Driver) goBoot(in *instance, v *vm, deadline time.Time, slot bool, cons
 // ReadyMarkers on its serial console. It then reports the instance running.
 // A VM that has not booted by deadline is killed.
 func (d *Driver) bootMonitor(in *instance, v *vm, deadline time.Time, slot bool, consoleOff int64) {
-	defer d.wg.Done()
 	if slot {
 		defer d.releaseBoot()
 	}
-	in.mu.Lock()
+	in.Mu.Lock()
 	url := fmt.Sprintf("http://127.0.0.1:%d%s", in.st.HealthPort, in.img.HealthPath)
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: probeTimeout}
-	console := consoleWatch{path: in.path(consoleFile), off: consoleOff, markers: d.opts.ReadyMarkers}
+	console := consoleWatch{path: in.Path(consoleFile), off: consoleOff, markers: d.opts.ReadyMarkers}
 
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
@@ -462,46 +447,45 @@ func (c *consoleWatch) ready() bool {
 // markBooted reports a booted VM running.
 func (d *Driver) markBooted(in *instance, v *vm, how string) {
 	elapsed := time.Since(v.began)
-	in.mu.Lock()
+	in.Mu.Lock()
 	if in.vm != v || in.st.Power != driver.PowerStarting {
 		if in.vm == v {
 			v.booted = true
 			in.st.Booted = true
 		}
-		in.mu.Unlock()
+		in.Mu.Unlock()
 		return
 	}
 	v.booted = true
 	in.st.Booted = true
-	in.st.setPower(driver.PowerRunning, fmt.Sprintf("booted in %.1fs (%s)", elapsed.Seconds(), v.accel))
-	in.mu.Unlock()
+	in.st.SetPower(driver.PowerRunning, fmt.Sprintf("booted in %.1fs (%s)", elapsed.Seconds(), v.accel))
+	in.Mu.Unlock()
 	if err := in.persist(); err != nil {
-		d.log.Error("persist instance state", "id", in.id, "err", err)
+		d.log.Error("persist instance state", "id", in.ID, "err", err)
 	}
-	d.log.Info("guest booted", "id", in.id, "pid", v.pid, "elapsed", elapsed.Round(time.Millisecond), "accel", v.accel, "by", how)
+	d.log.Info("guest booted", "id", in.ID, "pid", v.pid, "elapsed", elapsed.Round(time.Millisecond), "accel", v.accel, "by", how)
 }
 
 // bootDeadline kills a VM that did not boot in time; watch reports it.
 func (d *Driver) bootDeadline(in *instance, v *vm) {
-	in.mu.Lock()
+	in.Mu.Lock()
 	mine := in.vm == v && !v.booted
 	if mine {
 		v.deadlineHit = true
 	}
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	if !mine {
 		return
 	}
-	d.log.Warn("boot deadline exceeded, killing the VM", "id", in.id, "pid", v.pid, "deadline", d.opts.BootDeadline)
+	d.log.Warn("boot deadline exceeded, killing the VM", "id", in.ID, "pid", v.pid, "deadline", d.opts.BootDeadline)
 	if err := v.signal(unix.SIGKILL); err != nil {
-		d.log.Error("kill VM", "id", in.id, "err", err)
+		d.log.Error("kill VM", "id", in.ID, "err", err)
 	}
 }
 
 // watch is the supervisor of one QEMU: it follows its QMP events, waits for
 // it to exit and, if the instance should still be running, restarts it.
 func (d *Driver) watch(in *instance, v *vm) {
-	defer d.wg.Done()
 	if v.qmp != nil {
 		events := v.qmp.Events()
 	loop:
@@ -524,22 +508,22 @@ func (d *Driver) watch(in *instance, v *vm) {
 	}
 	v.reap()
 
-	if in.op.lock(d.ctx) != nil {
+	if in.Op.Lock(d.ctx) != nil {
 		return
 	}
 	locked := true
 	defer func() {
 		if locked {
-			in.op.unlock()
+			in.Op.Unlock()
 		}
 	}()
-	in.mu.Lock()
+	in.Mu.Lock()
 	if in.vm != v {
 		// An operation (Stop, Delete, ...) owns the exit.
-		in.mu.Unlock()
+		in.Mu.Unlock()
 		return
 	}
-	in.lastExit = v.exit
+	in.LastExit = v.exit
 	in.vm = nil
 	in.st.PID, in.st.StartTime, in.st.Booted = 0, 0, false
 	var (
@@ -551,52 +535,52 @@ func (d *Driver) watch(in *instance, v *vm) {
 	switch {
 	case v.deadlineHit:
 		in.st.Desired = driver.PowerStopped
-		tail, _ := fsutil.TailFile(in.path(consoleFile), 4096)
+		tail, _ := fsutil.TailFile(in.Path(consoleFile), 4096)
 		msg := fmt.Sprintf("boot deadline exceeded: the guest did not boot within %s", d.opts.BootDeadline)
 		if t := lastLines(tail, 2); t != "" {
 			msg += "; console: " + t
 		}
-		in.st.setPower(driver.PowerStopped, msg)
+		in.st.SetPower(driver.PowerStopped, msg)
 		in.st.Failure = FailureBootTimeout
 		free = true
 	case in.st.Desired == driver.PowerRunning && v.shutdownReason == "guest-shutdown":
 		in.st.Desired = driver.PowerStopped
-		in.st.setPower(driver.PowerStopped, "the guest powered itself off")
+		in.st.SetPower(driver.PowerStopped, "the guest powered itself off")
 		free = true
 	case in.st.Desired == driver.PowerRunning:
 		restart = true
-		delay = in.nextBackoff(d.opts, time.Since(v.began))
-		in.st.setPower(driver.PowerStarting, fmt.Sprintf("QEMU %s unexpectedly; restarting it in %s", v.exit, delay))
+		delay = in.NextBackoff(d.backoff, time.Since(v.began))
+		in.st.SetPower(driver.PowerStarting, fmt.Sprintf("QEMU %s unexpectedly; restarting it in %s", v.exit, delay))
 	default:
 		// An operation gave up waiting but QEMU has now exited as asked.
-		in.st.setPower(in.st.Desired, "QEMU "+v.exit)
+		in.st.SetPower(in.st.Desired, "QEMU "+v.exit)
 		free = true
 		freePorts = in.st.Desired == driver.PowerDeallocated
 	}
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	if free {
-		d.releaseMemory(in.id)
+		d.releaseMemory(in.ID)
 	}
 	if freePorts {
 		d.releasePortsLocked(in)
 	}
 	if err := in.persist(); err != nil {
-		d.log.Error("persist instance state", "id", in.id, "err", err)
+		d.log.Error("persist instance state", "id", in.ID, "err", err)
 	}
 	if !restart {
-		d.log.Info("VM ended", "id", in.id, "pid", v.pid, "exit", v.exit)
+		d.log.Info("VM ended", "id", in.ID, "pid", v.pid, "exit", v.exit)
 		return
 	}
-	d.log.Warn("QEMU exited unexpectedly", "id", in.id, "pid", v.pid, "exit", v.exit, "restartIn", delay)
-	ctx := d.armRestart(in)
-	in.op.unlock()
+	d.log.Warn("QEMU exited unexpectedly", "id", in.ID, "pid", v.pid, "exit", v.exit, "restartIn", delay)
+	ctx := in.ArmRestart(d.ctx)
+	in.Op.Unlock()
 	locked = false
 	d.restartLoop(ctx, in, delay, true)
 }
 
 // onEvent records what the supervisor needs from a QMP event.
 func (d *Driver) onEvent(in *instance, v *vm, ev qmp.Event) {
-	d.log.Debug("QMP event", "id", in.id, "pid", v.pid, "event", ev.Event, "data", string(ev.Data))
+	d.log.Debug("QMP event", "id", in.ID, "pid", v.pid, "event", ev.Event, "data", string(ev.Data))
 	if ev.Event == "SHUTDOWN" {
 		var data struct {
 			Reason string `json:"reason"`
@@ -607,37 +591,11 @@ func (d *Driver) onEvent(in *instance, v *vm, ev qmp.Event) {
 	}
 }
 
-// nextBackoff returns the delay before the next restart and counts the
-// failure. A VM that ran for stableAfter resets the backoff. Called with op
-// held.
-func (in *instance) nextBackoff(o Options, uptime time.Duration) time.Duration {
-	b := hostproc.Backoff{Initial: o.RestartBackoff, Max: o.MaxRestartBackoff, StableAfter: stableAfter}
-	return b.Next(&in.failures, uptime)
-}
-
-// armRestart returns the context of a new pending restart of in, cancelled
-// by the next operation on in or by Close. Called with op held.
-func (d *Driver) armRestart(in *instance) context.Context {
-	in.cancelRestart()
-	ctx, cancel := context.WithCancel(d.ctx)
-	in.restartCancel = cancel
-	return ctx
-}
-
 // goRestart schedules a supervisor (re)start of in after delay. Called with
 // op held.
 func (d *Driver) goRestart(in *instance, delay time.Duration, countRestart bool) {
-	ctx := d.armRestart(in)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return
-	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.restartLoop(ctx, in, delay, countRestart)
-	}()
+	ctx := in.ArmRestart(d.ctx)
+	d.tab.Go(func() { d.restartLoop(ctx, in, delay, countRestart) })
 }
 
 // restartLoop waits delay, then starts QEMU again, retrying with backoff
@@ -656,29 +614,29 @@ func (d *Driver) restartLoop(ctx context.Context, in *instance, delay time.Durat
 		if d.acquireBoot(ctx, in) != nil {
 			return
 		}
-		if in.op.lock(ctx) != nil {
+		if in.Op.Lock(ctx) != nil {
 			d.releaseBoot()
 			return
 		}
 		if ctx.Err() != nil {
-			in.op.unlock()
+			in.Op.Unlock()
 			d.releaseBoot()
 			return
 		}
 		err := d.spawnLocked(ctx, in, countRestart)
 		if err == nil {
-			in.op.unlock()
+			in.Op.Unlock()
 			return
 		}
-		delay = in.nextBackoff(d.opts, 0)
+		delay = in.NextBackoff(d.backoff, 0)
 		in.update(func(st *state) {
-			st.setPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
+			st.SetPower(driver.PowerStarting, fmt.Sprintf("start failed: %v; retrying in %s", err, delay))
 		})
 		if perr := in.persist(); perr != nil {
-			d.log.Error("persist instance state", "id", in.id, "err", perr)
+			d.log.Error("persist instance state", "id", in.ID, "err", perr)
 		}
-		d.log.Error("restart VM", "id", in.id, "err", err, "retryIn", delay)
-		in.op.unlock()
+		d.log.Error("restart VM", "id", in.ID, "err", err, "retryIn", delay)
+		in.Op.Unlock()
 	}
 }
 
@@ -688,11 +646,11 @@ func (d *Driver) restartLoop(ctx context.Context, in *instance, delay time.Durat
 // booting skips this step, having nothing to shut down yet. Then QMP quit
 // (SIGTERM without QMP) and quitTimeout, then SIGKILL. Called with op held.
 func (d *Driver) stopVMLocked(ctx context.Context, in *instance, graceful bool) (string, error) {
-	in.cancelRestart()
-	in.mu.Lock()
+	in.CancelRestart()
+	in.Mu.Lock()
 	v := in.vm
 	booted := v != nil && v.booted
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	if v == nil {
 		return "", nil
 	}
@@ -712,7 +670,7 @@ func (d *Driver) stopVMLocked(ctx context.Context, in *instance, graceful bool) 
 	}
 	if graceful && booted && !v.exited() {
 		if err := v.execute(ctx, "system_powerdown"); err != nil {
-			d.log.Warn("ACPI powerdown failed", "id", in.id, "err", err)
+			d.log.Warn("ACPI powerdown failed", "id", in.ID, "err", err)
 		} else {
 			if err := wait(ctx, d.opts.StopTimeout); err != nil {
 				return "", err
@@ -720,7 +678,7 @@ func (d *Driver) stopVMLocked(ctx context.Context, in *instance, graceful bool) 
 			if v.exited() {
 				how = fmt.Sprintf("the guest powered off (ACPI) in %.1fs", time.Since(began).Seconds())
 			} else {
-				d.log.Warn("guest ignored the ACPI power button, quitting QEMU", "id", in.id, "timeout", d.opts.StopTimeout)
+				d.log.Warn("guest ignored the ACPI power button, quitting QEMU", "id", in.ID, "timeout", d.opts.StopTimeout)
 			}
 		}
 	}
@@ -749,11 +707,11 @@ func (d *Driver) stopVMLocked(ctx context.Context, in *instance, graceful bool) 
 		}
 		how = "QEMU killed"
 	}
-	in.lastExit = v.exit
-	in.mu.Lock()
+	in.LastExit = v.exit
+	in.Mu.Lock()
 	in.vm = nil
 	in.st.PID, in.st.StartTime, in.st.Booted = 0, 0, false
-	in.mu.Unlock()
+	in.Mu.Unlock()
 	return how, nil
 }
 
@@ -769,7 +727,7 @@ const machineType = "pc"
 func (d *Driver) qemuArgs(in *instance, spec driver.Spec, img image, st state) []string {
 	res := st.Resources
 	args := []string{
-		"-name", "vmssd-" + in.id,
+		"-name", "vmssd-" + in.ID,
 		"-machine", machineType,
 	}
 	switch d.accel {
