@@ -230,6 +230,24 @@ func (c *Controller) step(ctx context.Context, set *model.ScaleSet, st *model.Sc
 			}
 		}
 	}
+	if res.Changed {
+		// A new batch's members are marked Updating with the record: one
+		// write for the batch instead of one per member (act skips it).
+		for _, a := range actions {
+			if a.Kind != rollout.ActUpgrade {
+				continue
+			}
+			for i, inst := range insts {
+				if inst.ID == a.ID && inst.ProvisioningState != model.StateUpdating {
+					k := model.InstanceKey(ref, inst.ID)
+					cp := *inst
+					cp.ProvisioningState = model.StateUpdating
+					conds = append(conds, store.ModRevisionIs(k, revs[i]))
+					ops = append(ops, state.PutOp(k, &cp))
+				}
+			}
+		}
+	}
 	if res.Changed || len(ops) > 0 {
 		if err := c.writeRollout(ctx, r, res.Rollout, rev, conds, ops); err != nil {
 			if errors.Is(err, store.ErrConflict) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func median(ds []time.Duration) time.Duration {
 func BenchmarkRollingUpgrade50(b *testing.B) {
 	for _, pct := range []int{5, 20} {
 		b.Run(fmt.Sprintf("maxBatchInstancePercent=%d", pct), func(b *testing.B) {
-			e := testenv.Start(b, testenv.Options{})
+			e := testenv.Start(b, testenv.Options{Store: os.Getenv("VMSSD_BENCH_STORE")})
 			e.CreateRG("rg")
 			waitOp(b, e, e.Do(http.MethodPut, e.VMSSPath("rg", "one"), rollingBody(1, "1.0.0", nil)))
 			waitOp(b, e, e.Do(http.MethodPut, e.VMSSPath("rg", "web"), rollingBody(50, "1.0.0", map[string]any{"maxBatchInstancePercent": pct})))
