@@ -63,6 +63,11 @@ func (s *Server) registerNetwork() {
 	s.handle(put, sn+"/{subnet}", nv, s.putSubnet)
 	s.handle(get, sn+"/{subnet}", nv, s.getSubnet)
 	s.handle(del, sn+"/{subnet}", nv, s.deleteSubnet)
+	nr := netP + "/networkSecurityGroups/{name}/securityRules"
+	s.handle(get, nr, nv, s.nsgRuleView)
+	s.handle(get, nr+"/{rule}", nv, s.nsgRuleView)
+	s.handle(put, nr+"/{rule}", nv, s.nsgRuleWrite)
+	s.handle(del, nr+"/{rule}", nv, s.nsgRuleWrite)
 	lbp := netP + "/loadBalancers/{name}"
 	for _, part := range []string{"frontendIPConfigurations", "backendAddressPools", "probes", "loadBalancingRules", "inboundNatRules"} {
 		s.handle(get, lbp+"/"+part, nv, s.listLBParts(part))

@@ -1,16 +1,21 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
 
+	"github.com/vmssd/vmssd/api/arm"
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/network"
 	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/store"
 )
 
 const typeNSG = "Microsoft.Network/networkSecurityGroups"
@@ -120,4 +125,132 @@ func (s *Server) nsgSubnets(ctx context.Context, ref model.NetRef) ([]string, er
 		}
 	}
 	return out, nil
+}
+
+// Security rules are also child resources of their group
+// (networkSecurityGroups/{nsg}/securityRules/{rule}, what az network nsg
+// rule uses): a write edits the group as a PUT of it would.
+
+func (s *Server) nsgRuleView(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ref := s.netRef(rc, model.NetSecurityGroups)
+	rec, rev, err := s.loadNet(r.Context(), ref)
+	if err != nil {
+		return err
+	}
+	out, err := s.nsgKind().render(r.Context(), rec, rev)
+	if err != nil {
+		return err
+	}
+	rules := out.(*armnetwork.SecurityGroup).Properties.SecurityRules
+	if rc.v("rule") == "" {
+		writeJSON(w, http.StatusOK, arm.Page[*armnetwork.SecurityRule]{Value: rules})
+		return nil
+	}
+	for _, rule := range rules {
+		if strings.EqualFold(strVal(rule.Name), rc.v("rule")) {
+			w.Header().Set("ETag", etag(rev))
+			writeJSON(w, http.StatusOK, rule)
+			return nil
+		}
+	}
+	return errs.New(errs.NotFound, "NotFound", "Resource %s not found.", network.ChildID(rec.Ref(), "securityRules", rc.v("rule")))
+}
+
+func (s *Server) nsgRuleWrite(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ctx := r.Context()
+	ref := s.netRef(rc, model.NetSecurityGroups)
+	name := rc.v("rule")
+	var in *armnetwork.SecurityRule
+	if r.Method == http.MethodPut {
+		if err := network.ValidName(name, "securityRuleName"); err != nil {
+			return err
+		}
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		if body == nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+			return errs.New(errs.Invalid, "InvalidRequestContent", "The request content must be a JSON object.")
+		}
+		in = &armnetwork.SecurityRule{}
+		if err := decode(body, in); err != nil {
+			return err
+		}
+		in.ID, in.Etag, in.Type, in.Name = nil, nil, nil, &name
+		if in.Properties != nil {
+			in.Properties.ProvisioningState = nil
+		}
+	}
+	unlock := s.subLocks.lock(ref.Sub)
+	defer unlock()
+	for attempt := 0; attempt < 20; attempt++ {
+		rec, rev, err := s.loadNet(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if err := checkPreconditions(r, rev); err != nil {
+			return err
+		}
+		g := &armnetwork.SecurityGroup{}
+		if err := json.Unmarshal(rec.Model, g); err != nil {
+			return err
+		}
+		if g.Properties == nil {
+			g.Properties = &armnetwork.SecurityGroupPropertiesFormat{}
+		}
+		status, found := http.StatusCreated, false
+		for i, old := range g.Properties.SecurityRules {
+			if strings.EqualFold(strVal(old.Name), name) {
+				found = true
+				if in == nil {
+					g.Properties.SecurityRules = append(g.Properties.SecurityRules[:i], g.Properties.SecurityRules[i+1:]...)
+				} else {
+					in.Name, status = old.Name, http.StatusOK
+					g.Properties.SecurityRules[i] = in
+				}
+				break
+			}
+		}
+		if in == nil && !found {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		if in != nil && !found {
+			g.Properties.SecurityRules = append(g.Properties.SecurityRules, in)
+		}
+		if err := network.ValidateNSG(rec.Ref(), g); err != nil {
+			return err
+		}
+		b, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		next := *rec
+		next.Model = b
+		op, opPut := s.completedOp("network.securityRule."+strings.ToLower(r.Method), rec.Ref())
+		newRev, err := s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(rec.Ref().Key(), rev)}, state.PutOp(rec.Ref().Key(), &next), opPut)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.lroHeaders(w, r, op, rc.api)
+		if in == nil {
+			w.WriteHeader(http.StatusAccepted)
+			return nil
+		}
+		out, err := s.nsgKind().render(ctx, &next, newRev)
+		if err != nil {
+			return err
+		}
+		for _, rule := range out.(*armnetwork.SecurityGroup).Properties.SecurityRules {
+			if strings.EqualFold(strVal(rule.Name), name) {
+				w.Header().Set("ETag", etag(newRev))
+				writeJSON(w, status, rule)
+			}
+		}
+		return nil
+	}
+	return errs.New(errs.Conflict, "Conflict", "The network security group is being modified concurrently; retry the request.")
 }

@@ -51,6 +51,7 @@ type netClients struct {
 	probes  *armnetwork.LoadBalancerProbesClient
 	pools   *armnetwork.LoadBalancerBackendAddressPoolsClient
 	nsgs    *armnetwork.SecurityGroupsClient
+	rules   *armnetwork.SecurityRulesClient
 	nics    *armnetwork.InterfacesClient
 	rec     *netRecorder
 }
@@ -68,7 +69,7 @@ func newNetClients(t *testing.T, e *testenv.Env, cred azcore.TokenCredential, ap
 	return &netClients{
 		vnets: f.NewVirtualNetworksClient(), subnets: f.NewSubnetsClient(), pips: f.NewPublicIPAddressesClient(),
 		lbs: f.NewLoadBalancersClient(), probes: f.NewLoadBalancerProbesClient(), pools: f.NewLoadBalancerBackendAddressPoolsClient(),
-		nsgs: f.NewSecurityGroupsClient(), nics: f.NewInterfacesClient(), rec: rec,
+		nsgs: f.NewSecurityGroupsClient(), rules: f.NewSecurityRulesClient(), nics: f.NewInterfacesClient(), rec: rec,
 	}
 }
 
@@ -126,6 +127,24 @@ func runNetworkScenario(t *testing.T, e *testenv.Env, nc *netClients, cc *client
 		t.Fatalf("nsg: %+v", nsg)
 	}
 
+	rules := nc.rules
+	rule := poll(rules.BeginCreateOrUpdate(ctx(), rg, "nsg", "web", armnetwork.SecurityRule{Properties: &armnetwork.SecurityRulePropertiesFormat{
+		Direction: to.Ptr(armnetwork.SecurityRuleDirectionInbound), Access: to.Ptr(armnetwork.SecurityRuleAccessAllow),
+		Protocol: to.Ptr(armnetwork.SecurityRuleProtocolTCP), Priority: to.Ptr(int32(110)), DestinationPortRange: to.Ptr("80"),
+	}}, nil)).done(t, "security rule create")
+	if val(rule.ID) != base+"/networkSecurityGroups/nsg/securityRules/web" {
+		t.Fatalf("security rule: %+v", rule)
+	}
+	_, err := rules.BeginCreateOrUpdate(ctx(), rg, "nsg", "clash", armnetwork.SecurityRule{Properties: &armnetwork.SecurityRulePropertiesFormat{
+		Direction: to.Ptr(armnetwork.SecurityRuleDirectionInbound), Access: to.Ptr(armnetwork.SecurityRuleAccessDeny),
+		Protocol: to.Ptr(armnetwork.SecurityRuleProtocolAsterisk), Priority: to.Ptr(int32(110)),
+	}}, nil)
+	responseError(t, "security rule with a taken priority", err, http.StatusBadRequest, "SecurityRuleConflict")
+	poll(rules.BeginDelete(ctx(), rg, "nsg", "web", nil)).done(t, "security rule delete")
+	if g, err := nc.nsgs.Get(ctx(), rg, "nsg", nil); err != nil || len(g.Properties.SecurityRules) != 1 {
+		t.Fatalf("nsg after rule delete: %+v %v", g.Properties, err)
+	}
+
 	// Virtual network with a subnet in the NSG, then a second subnet as a
 	// child resource.
 	vn := poll(nc.vnets.BeginCreateOrUpdate(ctx(), rg, "vnet", armnetwork.VirtualNetwork{
@@ -147,7 +166,7 @@ func runNetworkScenario(t *testing.T, e *testenv.Env, nc *netClients, cc *client
 	if val(sn.ID) != base+"/virtualNetworks/vnet/subnets/second" {
 		t.Fatalf("subnet: %+v", sn)
 	}
-	_, err := nc.subnets.BeginCreateOrUpdate(ctx(), rg, "vnet", "overlap", armnetwork.Subnet{
+	_, err = nc.subnets.BeginCreateOrUpdate(ctx(), rg, "vnet", "overlap", armnetwork.Subnet{
 		Properties: &armnetwork.SubnetPropertiesFormat{AddressPrefix: to.Ptr("10.0.1.128/25")},
 	}, nil)
 	responseError(t, "overlapping subnet", err, http.StatusBadRequest, "NetcfgSubnetRangesOverlap")
