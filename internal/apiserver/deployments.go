@@ -246,6 +246,12 @@ func readDeploymentBody(r *http.Request) (*depRequest, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, errs.New(errs.Invalid, "InvalidRequestContent", "The request content was invalid and could not be deserialized: the body is empty.")
 	}
+	if !json.Valid(b) {
+		// az splices the template file's text into its request as
+		// `template: {...}`, with the key unquoted: ARM's JSON reader
+		// accepts unquoted property names, and so does this one.
+		b = quoteBareKeys(b)
+	}
 	var req depRequest
 	if err := json.Unmarshal(b, &req); err != nil {
 		return nil, errs.New(errs.Invalid, "InvalidRequestContent", "The request content was invalid and could not be deserialized: %s", trimSDK(err.Error()))
@@ -254,6 +260,60 @@ func readDeploymentBody(r *http.Request) (*depRequest, error) {
 		return nil, errs.New(errs.Invalid, "InvalidRequestContent", "The request content is missing 'properties'.").WithTarget("properties")
 	}
 	return &req, nil
+}
+
+// quoteBareKeys quotes the object keys written as bare identifiers
+// ({template: ...}), outside string literals; everything else is kept.
+func quoteBareKeys(b []byte) []byte {
+	out := make([]byte, 0, len(b)+16)
+	inStr, esc := false, false
+	expectKey := false // after '{' or ',' outside strings
+	isIdent := func(c byte, first bool) bool {
+		return c == '_' || c == '$' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || !first && c >= '0' && c <= '9'
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inStr {
+			out = append(out, c)
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+			continue
+		}
+		switch {
+		case c == '"':
+			inStr, expectKey = true, false
+		case c == '{' || c == ',':
+			expectKey = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		case expectKey && isIdent(c, true):
+			j := i + 1
+			for j < len(b) && isIdent(b[j], false) {
+				j++
+			}
+			k := j
+			for k < len(b) && (b[k] == ' ' || b[k] == '\t' || b[k] == '\n' || b[k] == '\r') {
+				k++
+			}
+			expectKey = false
+			if k < len(b) && b[k] == ':' {
+				out = append(out, '"')
+				out = append(out, b[i:j]...)
+				out = append(out, '"')
+				i = j - 1
+				continue
+			}
+		default:
+			expectKey = false
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // buildRecord turns a request into a deployment record, fetching linked
@@ -283,6 +343,15 @@ func (s *Server) buildRecord(r *http.Request, rc *reqCtx, req *depRequest) (*dep
 		return nil, nil, errs.New(errs.Invalid, "InvalidDeploymentMode", "The deployment mode '%s' is invalid: 'Incremental'.", mode).WithTarget("properties.mode")
 	}
 	tmpl := []byte(p.Template)
+	if t := bytes.TrimSpace(tmpl); len(t) > 0 && t[0] == '"' {
+		// az sends the template file's text as a JSON string (ARM
+		// accepts both forms).
+		var text string
+		if err := json.Unmarshal(t, &text); err != nil {
+			return nil, nil, errs.New(errs.Invalid, "InvalidRequestContent", "properties.template is neither an object nor a string.").WithTarget("properties.template")
+		}
+		tmpl = []byte(text)
+	}
 	hasTmpl := len(bytes.TrimSpace(tmpl)) > 0 && !bytes.Equal(bytes.TrimSpace(tmpl), []byte("null"))
 	switch {
 	case hasTmpl && p.TemplateLink != nil:
