@@ -16,6 +16,10 @@ import (
 
 const typePublicIP = "Microsoft.Network/publicIPAddresses"
 
+// maxPublicIPsPerSubscription bounds a subscription's public IP addresses
+// (the pool is shared by every tenant).
+const maxPublicIPsPerSubscription = 50
+
 // Public IP addresses take their address from the operator's pool when
 // they are created, Static and Dynamic alike (a Dynamic address of Azure
 // is only given while attached; here it stays until the resource is
@@ -53,6 +57,15 @@ func (s *Server) publicIPKind() *netKind {
 			if cur != nil && cur.Address != "" {
 				nw.address = cur.Address
 				return nw, nil
+			}
+			// A new address counts against the subscription's bound
+			// (creations are serialised by the subscription's lock).
+			n, err := s.countKeys(ctx, model.NetPrefix(model.NetPublicIPs, ref.Sub, ""), maxPublicIPsPerSubscription)
+			if err != nil {
+				return nil, err
+			}
+			if n >= maxPublicIPsPerSubscription {
+				return nil, errs.New(errs.Conflict, "PublicIPCountLimitReached", "Cannot create more than %d public IP addresses for this subscription in this region.", maxPublicIPsPerSubscription)
 			}
 			addr, err := network.FreePublicAddr(ctx, s.opts.Store, s.publicPool())
 			if err != nil {

@@ -2,6 +2,7 @@ package security
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -198,6 +199,19 @@ func TestNetworkBadInput(t *testing.T) {
 	if got := send(t, e, e.Token, call{method: http.MethodGet, path: vn + netAPI}).Header.Get("ETag"); got != tag {
 		t.Errorf("vnet changed by refused requests: %s -> %s", tag, got)
 	}
+	// A subscription's public IPs are bounded (50); a refused one takes no
+	// address.
+	pips := rg + "/providers/Microsoft.Network/publicIPAddresses/"
+	for i := range 50 {
+		netPut(t, e, e.Token, pips+"ip"+strconv.Itoa(i), map[string]any{"location": "local"}, http.StatusCreated)
+	}
+	wantError(t, "public-ip-limit", send(t, e, e.Token, call{method: http.MethodPut, path: pips + "one-too-many" + netAPI, body: map[string]any{"location": "local"}}), 409, "PublicIPCountLimitReached", "")
+	netPut(t, e, e.Token, pips+"ip0", map[string]any{"location": "local", "tags": map[string]string{"a": "b"}}, http.StatusOK)
+	if r := send(t, e, e.Token, call{method: http.MethodDelete, path: pips + "ip0" + netAPI}); r.Status != http.StatusAccepted {
+		t.Fatalf("delete ip0: %d %s", r.Status, r.Body)
+	}
+	netPut(t, e, e.Token, pips+"one-more", map[string]any{"location": "local"}, http.StatusCreated)
+
 	// The right If-Match succeeds.
 	netPut(t, e, e.Token, vn, vnetBody("10.0.0.0/16", ""), http.StatusOK)
 	r = send(t, e, e.Token, call{method: http.MethodPut, path: vn + netAPI, body: vnetBody("10.0.0.0/16", ""), header: map[string]string{"If-Match": tag}})
