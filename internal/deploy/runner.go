@@ -45,7 +45,7 @@ type Options struct {
 	// (DefaultParallelism when 0).
 	Parallelism int
 	// PollInterval is how often a resource's operation is read
-	// (250 ms when 0).
+	// (100 ms when 0).
 	PollInterval time.Duration
 	// ResourceTimeout bounds one resource's operation (30 min when 0).
 	ResourceTimeout time.Duration
@@ -81,7 +81,7 @@ func New(opts Options) *Runner {
 		opts.Parallelism = DefaultParallelism
 	}
 	if opts.PollInterval <= 0 {
-		opts.PollInterval = 250 * time.Millisecond
+		opts.PollInterval = 100 * time.Millisecond
 	}
 	if opts.ResourceTimeout <= 0 {
 		opts.ResourceTimeout = 30 * time.Minute
@@ -612,6 +612,9 @@ func (ru *run) follow(ctx context.Context, resp *Response) error {
 	if u.RawQuery != "" {
 		path += "?" + u.RawQuery
 	}
+	// The first read is immediate (many operations are already complete);
+	// then the pause doubles from 20 ms up to PollInterval.
+	pause := 20 * time.Millisecond
 	for {
 		st, err := ru.r.opts.Dispatcher.Do(ctx, ru.id, http.MethodGet, path, nil)
 		if err != nil {
@@ -649,8 +652,9 @@ func (ru *run) follow(ctx context.Context, resp *Response) error {
 				return errs.New(errs.Conflict, "ResourceDeploymentTimeout", "The resource operation did not complete within %s.", ru.r.opts.ResourceTimeout)
 			}
 			return ctx.Err()
-		case <-time.After(ru.r.opts.PollInterval):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, ru.r.opts.PollInterval)
 	}
 }
 

@@ -74,7 +74,7 @@ func waitDeployment(t testing.TB, e *testenv.Env, r *testenv.Response, timeout t
 		if time.Now().After(deadline) {
 			t.Fatalf("deployment still running after %v", timeout)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // as testenv.Wait polls operations
 	}
 }
 
