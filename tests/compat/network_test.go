@@ -75,13 +75,14 @@ func newNetClients(t *testing.T, e *testenv.Env, cred azcore.TokenCredential, ap
 
 // TestNetworkSDK drives virtual networks, subnets, public IPs, load
 // balancers and NSGs with armnetwork v9 at its own api-version and pinned
-// to 2018-11-01 (the Azure Stack 2020-09-01-hybrid profile's network
-// version), then a scale set whose networkProfile uses them, and the NIC
-// views of its instance.
+// to 2018-11-01 and 2017-10-01 (the network versions of the Azure Stack
+// 2020-09-01-hybrid and 2019-03-01-hybrid profiles), then a scale set
+// whose networkProfile uses them, and the NIC views of its instance.
 func TestNetworkSDK(t *testing.T) {
 	for _, tc := range []struct{ name, pin, want string }{
 		{name: "armnetwork-v9-default", pin: "", want: "2025-05-01"},
 		{name: "hybrid-2020-09-01-profile", pin: "2018-11-01", want: "2018-11-01"},
+		{name: "hybrid-2019-03-01-profile", pin: "2017-10-01", want: "2017-10-01"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
