@@ -303,3 +303,92 @@ func TestDeployNested(t *testing.T) {
 		t.Fatalf("operation types %v", types)
 	}
 }
+
+// TestDeploySubscriptionScope: a subscription-level deployment creates a
+// resource group and deploys into it with a nested deployment; providers()
+// answers what this cloud serves.
+func TestDeploySubscriptionScope(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	tmpl := map[string]any{
+		"$schema":        "https://schema.management.azure.com/schemas/2018-05-01/subscriptionDeploymentTemplate.json#",
+		"contentVersion": "1.0.0.0",
+		"parameters":     map[string]any{"rgName": map[string]any{"type": "string"}},
+		"resources": []any{
+			map[string]any{"type": "Microsoft.Resources/resourceGroups", "apiVersion": "2019-10-01", "name": "[parameters('rgName')]", "location": "local"},
+			map[string]any{"type": "Microsoft.Resources/deployments", "apiVersion": "2019-10-01", "name": "intoNewGroup",
+				"resourceGroup": "[parameters('rgName')]",
+				"dependsOn":     []any{"[resourceId('Microsoft.Resources/resourceGroups', parameters('rgName'))]"},
+				"properties": map[string]any{"mode": "Incremental", "expressionEvaluationOptions": map[string]any{"scope": "inner"}, "template": map[string]any{
+					"$schema": "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
+					"resources": []any{map[string]any{"type": "Microsoft.Storage/storageAccounts", "apiVersion": "2016-01-01",
+						"name": "[concat('sa', uniqueString(resourceGroup().id))]", "location": "[resourceGroup().location]",
+						"sku": map[string]any{"name": "Standard_LRS"}, "kind": "Storage", "properties": map[string]any{}}},
+					"outputs": map[string]any{"rg": map[string]any{"type": "string", "value": "[resourceGroup().name]"}},
+				}}},
+		},
+		"outputs": map[string]any{
+			"computeVersion": map[string]any{"type": "string", "value": "[providers('Microsoft.Compute', 'virtualMachineScaleSets').apiVersions[0]]"},
+			"innerGroup":     map[string]any{"type": "string", "value": "[reference('intoNewGroup').outputs.rg.value]"},
+		},
+	}
+	path := "/subscriptions/" + e.Sub + "/providers/Microsoft.Resources/deployments/sub1"
+	r := e.Do(http.MethodPut, path, map[string]any{"location": "local", "properties": map[string]any{"mode": "Incremental", "template": tmpl,
+		"parameters": map[string]any{"rgName": map[string]any{"value": "fromtemplate"}}}})
+	st, res := waitDeployment(t, e, r, time.Minute)
+	if st != "Succeeded" {
+		t.Fatalf("subscription deployment %s: %v", st, res)
+	}
+	outs := props(e.Do(http.MethodGet, path, nil).Map())["outputs"].(map[string]any)
+	if v, _ := outs["innerGroup"].(map[string]any)["value"].(string); v != "fromtemplate" {
+		t.Fatalf("outputs %v", outs)
+	}
+	if v, _ := outs["computeVersion"].(map[string]any)["value"].(string); len(v) != len("2026-04-01") {
+		t.Fatalf("providers() output %v", outs)
+	}
+	if r := e.Do(http.MethodGet, e.RGPath("fromtemplate"), nil); r.Status != http.StatusOK {
+		t.Fatalf("resource group: %d %s", r.Status, r.Body)
+	}
+	var list struct{ Value []map[string]any }
+	_ = e.Do(http.MethodGet, e.RGPath("fromtemplate")+"/providers/Microsoft.Storage/storageAccounts?api-version=2016-01-01", nil).JSON(&list)
+	if len(list.Value) != 1 {
+		t.Fatalf("storage accounts in the new group: %v", list.Value)
+	}
+	// A resource group in a resource-group deployment is refused.
+	e.CreateRG("rg")
+	r = e.Do(http.MethodPut, depPath(e, "rg", "rgInRg"), depBody(map[string]any{
+		"$schema": "https://schema.management.azure.com/schemas/2015-01-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
+		"resources": []any{map[string]any{"type": "Microsoft.Resources/resourceGroups", "apiVersion": "2019-10-01", "name": "x", "location": "local"}},
+	}, nil))
+	if r.Status != http.StatusBadRequest {
+		t.Fatalf("resource group in a resource group deployment: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestDeployCancel: POST cancel while the scale set is being created: the
+// resource in flight finishes, its dependent never starts, the deployment
+// ends Canceled.
+func TestDeployCancel(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	set := testenv.VMSSBody(3, "latest", "Manual")
+	set["type"], set["apiVersion"], set["name"] = "Microsoft.Compute/virtualMachineScaleSets", "2017-03-30", "slow"
+	after := map[string]any{"type": "Microsoft.Storage/storageAccounts", "apiVersion": "2016-01-01", "name": "afterset", "location": "local",
+		"sku": map[string]any{"name": "Standard_LRS"}, "dependsOn": []any{"slow"}}
+	r := e.Do(http.MethodPut, depPath(e, "rg", "c"), depBody(tmplOf([]any{set, after}, nil), nil))
+	if r.Status != http.StatusCreated {
+		t.Fatalf("deploy: %d %s", r.Status, r.Body)
+	}
+	if c := e.Do(http.MethodPost, depPath(e, "rg", "c")+"/cancel", nil); c.Status != http.StatusNoContent {
+		t.Fatalf("cancel: %d %s", c.Status, c.Body)
+	}
+	if st, res := waitDeployment(t, e, r, time.Minute); st != "Canceled" {
+		t.Fatalf("deployment %s: %v", st, res)
+	}
+	if r := e.Do(http.MethodGet, e.RGPath("rg")+"/providers/Microsoft.Storage/storageAccounts/afterset?api-version=2016-01-01", nil); r.Status != http.StatusNotFound {
+		t.Fatalf("the dependent of a canceled deployment was created: %d", r.Status)
+	}
+	// The record can be replaced now.
+	if r := e.Do(http.MethodPut, depPath(e, "rg", "c"), depBody(tmplOf([]any{set}, nil), nil)); r.Status != http.StatusOK {
+		t.Fatalf("redeploy after cancel: %d %s", r.Status, r.Body)
+	}
+}
