@@ -140,14 +140,18 @@ func (s *Server) subnetUser(ctx context.Context, vnet model.NetRef, subnet strin
 			}
 		}
 	}
-	kvs, _, err := s.opts.Store.List(ctx, model.SubnetAddrPrefix(vnet, subnet))
+	allocs, _, err := state.List[model.IPAllocation](ctx, s.opts.Store, model.SubnetAddrPrefix(vnet, subnet))
 	if err != nil {
 		return "", err
 	}
-	if len(kvs) > 0 {
-		a := &model.IPAllocation{}
-		_ = json.Unmarshal(kvs[0].Value, a)
-		return "the IP configuration holding " + a.Address, nil
+	for _, a := range allocs {
+		live, err := network.AllocationLive(ctx, s.opts.Store, a)
+		if err != nil {
+			return "", err
+		}
+		if live {
+			return "the IP configuration holding " + a.Address, nil
+		}
 	}
 	return "", nil
 }

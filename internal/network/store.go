@@ -65,7 +65,17 @@ func AllocateInstanceIP(ctx context.Context, st store.Store, subnetID string, se
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return netip.Addr{}, err
 		}
-		if err == nil && strings.EqualFold(cur.Subnet, SubnetID(vref, subnet)) {
+		// What the NIC holds counts only while its address record says so
+		// (a network deleted and created again forgets its addresses).
+		held := false
+		if err == nil && cur.AddrKey != "" {
+			a, _, err := state.Get[model.IPAllocation](ctx, st, cur.AddrKey)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return netip.Addr{}, err
+			}
+			held = err == nil && a.Owner == nicKey
+		}
+		if held && strings.EqualFold(cur.Subnet, SubnetID(vref, subnet)) {
 			return netip.ParseAddr(cur.Address)
 		}
 		_, vn, vrev, err := LoadVNet(ctx, st, vref)
@@ -98,7 +108,7 @@ func AllocateInstanceIP(ctx context.Context, st store.Store, subnetID string, se
 		guard := GuardKey(vref)
 		conds := []store.Cond{store.ModRevisionIs(nicKey, curRev), store.ModRevisionIs(addrKey, 0), store.ModRevisionIs(vref.Key(), vrev)}
 		ops := []store.Op{state.PutOp(nicKey, alloc), state.PutOp(addrKey, alloc), store.Put(guard, []byte(now.UTC().Format(time.RFC3339Nano)))}
-		if cur != nil && cur.AddrKey != "" {
+		if held {
 			ops = append(ops, store.Delete(cur.AddrKey))
 		}
 		_, err = st.Txn(ctx, conds, ops...)
@@ -198,4 +208,41 @@ func FreePublicAddr(ctx context.Context, st store.Store, pool []netip.Prefix) (n
 		return netip.Addr{}, errs.New(errs.Conflict, "PublicIPCountLimitReached", "Cannot create more public IP addresses: the cloud's public address pool (%v) is exhausted.", pool)
 	}
 	return a, nil
+}
+
+// ownerInstance parses the instance a NIC allocation key belongs to.
+func ownerInstance(owner string) (model.SetRef, int64, bool) {
+	rest, ok := strings.CutPrefix(owner, model.PrefixIPAM+"nic/")
+	if !ok {
+		return model.SetRef{}, 0, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 5 {
+		return model.SetRef{}, 0, false
+	}
+	var id int64
+	if _, err := fmt.Sscanf(parts[3], "%d", &id); err != nil {
+		return model.SetRef{}, 0, false
+	}
+	return model.SetRef{Sub: parts[0], RG: parts[1], Name: parts[2]}, id, true
+}
+
+// AllocationLive reports whether an address's owner still exists: the
+// instance of a NIC allocation, the load balancer of a frontend's. An
+// allocation whose owner is gone (its release was never run) does not
+// keep a subnet in use.
+func AllocationLive(ctx context.Context, st store.Store, a *model.IPAllocation) (bool, error) {
+	key := ""
+	if set, id, ok := ownerInstance(a.Owner); ok {
+		key = model.InstanceKey(set, id)
+	} else if lb, _, ok := strings.Cut(a.Owner, "#"); ok {
+		key = lb
+	} else {
+		return true, nil
+	}
+	_, err := st.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }

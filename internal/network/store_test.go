@@ -210,3 +210,64 @@ func TestLoadBalancerConfig(t *testing.T) {
 		t.Fatalf("missing lb: %v", err)
 	}
 }
+
+func TestAllocationLive(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New(memstore.Options{})
+	putVNet(t, st, vnetRef, "a", "10.0.0.0/24")
+	set := model.SetRef{Sub: "s1", RG: "rg", Name: "web"}
+	if _, err := AllocateInstanceIP(ctx, st, SubnetID(vnetRef, "a"), set, 7, "nic0", t0); err != nil {
+		t.Fatal(err)
+	}
+	allocs, _, err := state.List[model.IPAllocation](ctx, st, model.SubnetAddrPrefix(vnetRef, "a"))
+	if err != nil || len(allocs) != 1 {
+		t.Fatalf("allocations: %v %v", allocs, err)
+	}
+	if live, err := AllocationLive(ctx, st, allocs[0]); err != nil || live {
+		t.Fatalf("allocation of a missing instance: live %v %v", live, err)
+	}
+	if _, err := st.Txn(ctx, nil, state.PutOp(model.InstanceKey(set, 7), &model.Instance{ID: 7})); err != nil {
+		t.Fatal(err)
+	}
+	if live, err := AllocationLive(ctx, st, allocs[0]); err != nil || !live {
+		t.Fatalf("allocation of an instance: live %v %v", live, err)
+	}
+	lbAlloc := &model.IPAllocation{Owner: lbRef.Key() + "#fe"}
+	if live, _ := AllocationLive(ctx, st, lbAlloc); live {
+		t.Fatal("frontend of a missing load balancer is live")
+	}
+	if live, _ := AllocationLive(ctx, st, &model.IPAllocation{Owner: "something else"}); !live {
+		t.Fatal("unknown owners are kept")
+	}
+}
+
+// TestAllocateAfterNetworkRecreated: a NIC allocation whose address
+// record is gone (its network was deleted) does not hand out that address
+// again without recording it.
+func TestAllocateAfterNetworkRecreated(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New(memstore.Options{})
+	putVNet(t, st, vnetRef, "a", "10.0.0.0/24")
+	sid := SubnetID(vnetRef, "a")
+	set := model.SetRef{Sub: "s1", RG: "rg", Name: "web"}
+	if _, err := AllocateInstanceIP(ctx, st, sid, set, 0, "nic0", t0); err != nil {
+		t.Fatal(err)
+	}
+	// The network goes (with its address records), a new one comes.
+	if _, err := st.Txn(ctx, nil, store.DeletePrefix(model.VNetAddrPrefix(vnetRef))); err != nil {
+		t.Fatal(err)
+	}
+	other := model.SetRef{Sub: "s1", RG: "rg", Name: "other"}
+	a, err := AllocateInstanceIP(ctx, st, sid, other, 0, "nic0", t0)
+	if err != nil || a.String() != "10.0.0.4" {
+		t.Fatalf("other: %v %v", a, err)
+	}
+	b, err := AllocateInstanceIP(ctx, st, sid, set, 0, "nic0", t0)
+	if err != nil || b == a {
+		t.Fatalf("stale allocation reused %v (other has %v): %v", b, a, err)
+	}
+	kvs, _, _ := st.List(ctx, model.SubnetAddrPrefix(vnetRef, "a"))
+	if len(kvs) != 2 {
+		t.Fatalf("%d address records, want 2", len(kvs))
+	}
+}
