@@ -55,6 +55,9 @@ type Options struct {
 	// Metrics, if set, is told the queue wait and duration of every
 	// reconcile (internal/metrics implements it).
 	Metrics Metrics
+	// Network, if set, gives instances private addresses and drains them
+	// from load balancers before host actions (network.go).
+	Network Network
 }
 
 // Metrics receives the controller's measurements.
@@ -127,7 +130,14 @@ func (c *Controller) Observe(inst *model.Instance) (host.Observed, bool) {
 	if h == nil {
 		return host.Observed{}, false
 	}
-	return h.Get(inst.VMID)
+	o, ok := h.Get(inst.VMID)
+	if ok && c.opts.Network != nil {
+		// A load balancer probe named by the set's healthProbe decides.
+		if lh, gen, lok := c.opts.Network.Health(inst, o.Health); lok {
+			o.Health, o.Gen = lh, o.Gen*1000003^gen
+		}
+	}
+	return o, ok
 }
 
 // Enqueue asks for a reconcile of a scale set.
@@ -492,6 +502,11 @@ func (c *Controller) finalize(ctx context.Context, set *model.ScaleSet) error {
 		store.DeletePrefix(model.InstancePrefix(ref)),
 		store.DeletePrefix(model.RolloutPrefix(ref)),
 	}
+	release, err := c.releaseOps(ctx, ref, -1)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, release...)
 	// A rolling upgrade's operations end with the scale set.
 	if r, _, err := latestRollout(ctx, c.opts.Store, ref); err == nil && r != nil && r.Active() {
 		canceled := &arm.ErrorDetail{Code: "OperationCanceled", Message: "The operation was canceled: its scale set was deleted."}
@@ -587,6 +602,12 @@ func (c *Controller) spec(ctx context.Context, set *model.ScaleSet, inst *model.
 	if err != nil {
 		return driver.Spec{}, err
 	}
+	var nw driver.Network
+	if c.opts.Network != nil {
+		if nw, err = c.opts.Network.Attach(ctx, set, inst); err != nil {
+			return driver.Spec{}, err
+		}
+	}
 	return driver.Spec{
 		ID: inst.VMID, ImageDir: dir, ImageDigest: img.Digest, Size: size.Name, VCPUs: size.VCPUs, MemoryMB: size.MemoryMB,
 		// Marketplace images are published by the operator; custom URIs
@@ -598,9 +619,10 @@ func (c *Controller) spec(ctx context.Context, set *model.ScaleSet, inst *model.
 			ComputerName: inst.ComputerName, Location: set.Location(), VMSize: inst.Size,
 			FaultDomain: inst.FaultDomain, UpdateDomain: inst.UpdateDomain, OSType: img.OSType,
 			Publisher: img.Publisher, Offer: img.Offer, SKU: img.SKU, ImageVersion: img.ExactVersion,
-			ImageURI: img.URI, ModelVersion: modelVersion,
+			ImageURI: img.URI, ModelVersion: modelVersion, PrivateIP: nw.PrivateIP,
 		},
 		Provisioning: provisioning(set),
+		Network:      nw,
 	}, nil
 }
 
@@ -680,6 +702,7 @@ func (c *Controller) act(ctx context.Context, set *model.ScaleSet, inst *model.I
 		_ = c.updateInstance(ctx, inst, failed(err))
 		return err
 	}
+	defer c.drainFor(ctx, inst, a)()
 	switch a.Kind {
 	case reconcile.ActRemove:
 		if h != nil {
@@ -687,7 +710,11 @@ func (c *Controller) act(ctx context.Context, set *model.ScaleSet, inst *model.I
 				return err
 			}
 		}
-		_, err := c.opts.Store.Txn(ctx, nil, store.Delete(c.instanceKey(inst)))
+		release, err := c.releaseOps(ctx, inst.Ref(), inst.ID)
+		if err != nil {
+			return err
+		}
+		_, err = c.opts.Store.Txn(ctx, nil, append(release, store.Delete(c.instanceKey(inst)))...)
 		c.mu.Lock()
 		delete(c.index, inst.VMID)
 		c.mu.Unlock()

@@ -32,6 +32,7 @@ import (
 	"github.com/vmssd/vmssd/internal/host"
 	"github.com/vmssd/vmssd/internal/metrics"
 	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/netctl"
 	"github.com/vmssd/vmssd/internal/pki"
 	"github.com/vmssd/vmssd/internal/state"
 	"github.com/vmssd/vmssd/internal/store"
@@ -98,6 +99,10 @@ type Config struct {
 	// without authentication (e.g. 127.0.0.1:9464; port 0 picks one).
 	// The API listener serves /metrics to operators either way.
 	MetricsAddr string
+	// DrainPeriod bounds how long a load balancer member's connections may
+	// finish before a host action takes it down (default
+	// netctl.DefaultDrainPeriod, shorter when the idle timeout is).
+	DrainPeriod time.Duration
 	Logger      *slog.Logger
 }
 
@@ -132,6 +137,8 @@ type Server struct {
 	Issuer     *auth.Issuer
 	Controller *controller.Controller
 	Host       *host.Host
+	// Network runs the load balancers (internal/netctl).
+	Network *netctl.Manager
 	// Metrics is the server's Prometheus registry and instruments;
 	// MetricsURL is the separate metrics listener's /metrics ("" when
 	// Config.MetricsAddr is not set).
@@ -234,16 +241,23 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	hostDrv := router.New(formats, missing)
 	s.closers = append(s.closers, hostDrv.Close)
 	var ctrl *controller.Controller
+	var nets *netctl.Manager
 	s.Host = host.New(hostDrv, host.Options{
 		Name: "local", FaultDomain: 0, Logger: log, Grace: cfg.HealthGrace,
 		OnChange: func(vmid string) {
 			if ctrl != nil {
 				ctrl.HostChanged(vmid)
 			}
+			if nets != nil {
+				nets.HostChanged(vmid)
+			}
 		},
 	})
+	// The load balancers' data planes and the instances' addresses.
+	nets = netctl.New(netctl.Options{Store: s.Store, Hosts: []*host.Host{s.Host}, Logger: log, DrainPeriod: cfg.DrainPeriod})
+	s.Network = nets
 	s.Metrics = metrics.New(metrics.Options{Store: s.Store, Logger: log})
-	ctrl = controller.New(controller.Options{Store: s.Store, Hosts: []*host.Host{s.Host}, Images: imgs, Logger: log, Metrics: s.Metrics})
+	ctrl = controller.New(controller.Options{Store: s.Store, Hosts: []*host.Host{s.Host}, Images: imgs, Logger: log, Metrics: s.Metrics, Network: nets})
 	s.Controller = ctrl
 	s.Metrics.RegisterState(ctrl)
 
@@ -270,6 +284,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.cancel = cancel
 	s.wg.Go(func() { s.fail(s.Host.Run(runCtx)) })
 	s.wg.Go(func() { s.fail(ctrl.Run(runCtx)) })
+	s.wg.Go(func() { s.fail(nets.Run(runCtx)) })
 	s.wg.Go(func() { s.fail(imgs.runGC(runCtx, log)) })
 	s.wg.Go(func() { s.fail(s.Metrics.Run(runCtx)) })
 	// The owner of template deployments: resumes those a crash left
