@@ -72,7 +72,50 @@ func (s *Server) newRunner() *deploy.Runner {
 		Store: s.opts.Store, Dispatcher: s, Logger: s.log.With("component", "deploy"), Now: s.opts.Now,
 		Env:    func(ctx context.Context, rec *deploy.Record) (template.Env, error) { return s.templateEnv(ctx, rec) },
 		Coerce: coerceBody,
+		Sweep:  s.sweepDeploymentRecords,
 	})
+}
+
+// sweepDeploymentRecords removes the finished deployments and the storage
+// accounts of resource groups that no longer exist (a resource group's
+// deletion removes its scale sets; these records go within a minute).
+func (s *Server) sweepDeploymentRecords(ctx context.Context) error {
+	rgs, _, err := s.opts.Store.List(ctx, model.PrefixResourceGroups)
+	if err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, kv := range rgs {
+		live[string(kv.Key)] = true
+	}
+	var ops []store.Op
+	for _, prefix := range []string{deploy.Prefix, storagePrefix} {
+		kvs, _, err := s.opts.Store.List(ctx, prefix)
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			parts := strings.Split(strings.TrimPrefix(string(kv.Key), prefix), "/")
+			if len(parts) != 3 || parts[1] == "~" || live[model.ResourceGroupKey(parts[0], parts[1])] {
+				continue
+			}
+			if prefix == deploy.Prefix {
+				var rec deploy.Record
+				if json.Unmarshal(kv.Value, &rec) != nil || !rec.Finished() {
+					continue
+				}
+			}
+			ops = append(ops, store.Delete(string(kv.Key)))
+		}
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), 100)
+		if _, err := s.opts.Store.Txn(ctx, nil, ops[:n]...); err != nil {
+			return err
+		}
+		ops = ops[n:]
+	}
+	return nil
 }
 
 // modelTypes are the Go models of resource types whose template values are

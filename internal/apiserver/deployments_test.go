@@ -7,7 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmssd/vmssd/internal/deploy"
 	"github.com/vmssd/vmssd/internal/errs"
+	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/store/memstore"
 )
 
 func TestQuoteBareKeys(t *testing.T) {
@@ -60,3 +64,34 @@ func TestISODuration(t *testing.T) {
 }
 
 func parseDur(s string) (time.Duration, error) { return time.ParseDuration(s) }
+
+func TestSweepDeploymentRecords(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New(memstore.Options{})
+	s := New(Options{Store: st})
+	put := func(key string, v any) {
+		if _, err := st.Txn(ctx, nil, state.PutOp(key, v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(model.ResourceGroupKey("sub", "live"), &model.ResourceGroup{Sub: "sub", Name: "live"})
+	put(storageKey("sub", "live", "keep"), &storageAccount{Name: "keep"})
+	put(storageKey("sub", "gone", "drop"), &storageAccount{Name: "drop"})
+	put(deploy.Key("sub", "live", "d"), &deploy.Record{State: deploy.StateSucceeded})
+	put(deploy.Key("sub", "gone", "done"), &deploy.Record{State: deploy.StateFailed})
+	put(deploy.Key("sub", "gone", "running"), &deploy.Record{State: deploy.StateRunning})
+	put(deploy.Key("sub", "", "subscope"), &deploy.Record{State: deploy.StateSucceeded})
+	if err := s.sweepDeploymentRecords(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{
+		storageKey("sub", "live", "keep"): true, storageKey("sub", "gone", "drop"): false,
+		deploy.Key("sub", "live", "d"): true, deploy.Key("sub", "gone", "done"): false,
+		deploy.Key("sub", "gone", "running"): true, deploy.Key("sub", "", "subscope"): true,
+	} {
+		_, err := st.Get(ctx, key)
+		if got := err == nil; got != want {
+			t.Errorf("%s present = %v, want %v (%v)", key, got, want, err)
+		}
+	}
+}

@@ -52,6 +52,10 @@ type Options struct {
 	// Coerce, if set, converts an evaluated body toward the resource
 	// type's model as ARM does ("true" for a boolean property).
 	Coerce func(resourceType string, body map[string]any) map[string]any
+	// Sweep, if set, runs every SweepInterval (1 min when 0) while Run
+	// runs: the API server removes the records of deleted resource groups.
+	Sweep         func(ctx context.Context) error
+	SweepInterval time.Duration
 	Now    func() time.Time
 }
 
@@ -89,6 +93,9 @@ func New(opts Options) *Runner {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.SweepInterval <= 0 {
+		opts.SweepInterval = time.Minute
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Runner{opts: opts, log: opts.Logger, base: base, cancel: cancel, running: map[string]*run{}}
 }
@@ -107,9 +114,21 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.Start(Key(rec.Sub, rec.RG, rec.Name))
 		}
 	}
-	<-ctx.Done()
-	r.Close()
-	return nil
+	tick := time.NewTicker(r.opts.SweepInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.Close()
+			return nil
+		case <-tick.C:
+			if r.opts.Sweep != nil {
+				if err := r.opts.Sweep(ctx); err != nil && ctx.Err() == nil {
+					r.log.Error("sweep deployment records", "err", err)
+				}
+			}
+		}
+	}
 }
 
 // Close stops the runs in flight and waits for them.
