@@ -56,7 +56,7 @@ type Options struct {
 	// runs: the API server removes the records of deleted resource groups.
 	Sweep         func(ctx context.Context) error
 	SweepInterval time.Duration
-	Now    func() time.Time
+	Now           func() time.Time
 }
 
 // DefaultParallelism is how many resources of one deployment are applied at
