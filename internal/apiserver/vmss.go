@@ -545,7 +545,8 @@ func (s *Server) tryWriteScaleSet(r *http.Request, rc *reqCtx, ref model.SetRef,
 	if err := s.uriAllowed(ctx, next, rc.caller); err != nil {
 		return nil, err
 	}
-	if err := s.checkNetworkProfile(ctx, rc.caller, ref, m); err != nil {
+	netConds, netOps, err := s.checkNetworkProfile(ctx, rc.caller, ref, m)
+	if err != nil {
 		return nil, err
 	}
 	if modelChanged {
@@ -568,6 +569,7 @@ func (s *Server) tryWriteScaleSet(r *http.Request, rc *reqCtx, ref model.SetRef,
 	// The resource group must not start being deleted under us, and the
 	// subscription's usage must still be the one the quota was checked on.
 	conds := []store.Cond{store.ModRevisionIs(key, rev), store.ModRevisionIs(model.ResourceGroupKey(ref.Sub, rg.Name), rgRev), guardCond}
+	conds, ops = append(conds, netConds...), append(ops, netOps...)
 	newRev, err := s.opts.Store.Txn(ctx, conds, append(ops, state.PutOp(key, next), guardOp)...)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vmssd/vmssd/internal/auth"
@@ -216,4 +217,45 @@ func TestNetworkBadInput(t *testing.T) {
 	netPut(t, e, e.Token, vn, vnetBody("10.0.0.0/16", ""), http.StatusOK)
 	r = send(t, e, e.Token, call{method: http.MethodPut, path: vn + netAPI, body: vnetBody("10.0.0.0/16", ""), header: map[string]string{"If-Match": tag}})
 	wantError(t, "old-if-match", r, 412, "PreconditionFailed", "")
+}
+
+// TestNetworkSubnetRace: a scale set naming a subnet and the subnet's
+// deletion, at once, never both succeed. The scale set is in another
+// subscription than the network, so the two writes do not share a
+// subscription's lock: the transactions alone must keep them apart.
+func TestNetworkSubnetRace(t *testing.T) {
+	e := start(t, testenv.Options{})
+	e.CreateRG("rg-race")
+	vn := e.RGPath("rg-race") + "/providers/Microsoft.Network/virtualNetworks/vn"
+	netPut(t, e, e.Token, vn, vnetBody("10.0.0.0/16", ""), http.StatusCreated)
+	if r := send(t, e, e.Token, call{method: http.MethodPut, path: "/providers/Microsoft.Subscriptions.Admin/subscriptions/" + subB + "?api-version=" + adminAPI, body: map[string]any{"displayName": "sets"}}); r.Status != http.StatusCreated {
+		t.Fatalf("subscription: %d %s", r.Status, r.Body)
+	}
+	setsRG := "/subscriptions/" + subB + "/resourceGroups/rg-race"
+	if r := send(t, e, e.Token, call{method: http.MethodPut, path: setsRG, body: map[string]any{"location": "local"}}); r.Status != http.StatusCreated {
+		t.Fatalf("rg: %d %s", r.Status, r.Body)
+	}
+	for i := range 40 {
+		name := "s" + strconv.Itoa(i)
+		netPut(t, e, e.Token, vn+"/subnets/"+name, map[string]any{"properties": map[string]any{"addressPrefix": "10.0." + strconv.Itoa(i+1) + ".0/24"}}, http.StatusCreated)
+		set := setsRG + "/providers/Microsoft.Compute/virtualMachineScaleSets/" + name
+		var setStatus, delStatus int
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			setStatus = send(t, e, e.Token, call{method: http.MethodPut, path: set, body: setWithNIC(vn+"/subnets/"+name, "")}).Status
+		}()
+		go func() {
+			defer wg.Done()
+			delStatus = send(t, e, e.Token, call{method: http.MethodDelete, path: vn + "/subnets/" + name + netAPI}).Status
+		}()
+		wg.Wait()
+		if setStatus == http.StatusCreated && delStatus == http.StatusAccepted {
+			t.Fatalf("round %d: the scale set was created and its subnet deleted", i)
+		}
+		if setStatus == http.StatusCreated {
+			deleteAtEnd(t, e, e.Token, set)
+		}
+	}
 }
