@@ -162,6 +162,24 @@ func step(in Input) Result {
 		return res
 	}
 	if r.CancelRequested {
+		// The batch in flight ends with what its members show now.
+		if b := r.Current(); b != nil {
+			t := in.Now
+			b.Finished = &t
+			for i, id := range b.IDs {
+				inst := byID[id]
+				if len(b.Surge) == len(b.IDs) && len(b.Surge) > 0 {
+					inst = byID[b.Surge[i]]
+				}
+				switch {
+				case inst == nil:
+				case inst.UpToDate && inst.Health == Healthy:
+					r.Succeeded = append(r.Succeeded, id)
+				case inst.Failed || inst.UpToDate && inst.Health == Unhealthy:
+					r.Failed = append(r.Failed, id)
+				}
+			}
+		}
 		end(r, model.RolloutCancelled, in.Now, nil)
 		return res
 	}
@@ -489,7 +507,7 @@ func ProgressOf(r *model.Rollout) Progress {
 	p := Progress{Successful: len(r.Succeeded), Failed: len(r.Failed), InProgress: len(r.InProgress())}
 	p.Pending = max(0, r.Total-p.Successful-p.Failed-p.InProgress)
 	if Terminal(r.Status) {
-		p.Pending = 0
+		p.Pending, p.InProgress = 0, 0
 	}
 	return p
 }

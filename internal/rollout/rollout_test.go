@@ -205,7 +205,7 @@ func TestStep(t *testing.T) {
 				r.CancelRequested = true
 				return r
 			}(),
-			insts: fleet(10), status: model.RolloutCancelled,
+			insts: upgraded(fleet(10), Healthy, 0), status: model.RolloutCancelled,
 		},
 		{
 			name: "nothing left: completed", r: running(defaultPolicy()), insts: upgraded(fleet(4), Healthy, 0, 1, 2, 3),
@@ -361,5 +361,18 @@ func TestStepMaxSurge(t *testing.T) {
 	}
 	if r := res.Rollout; !slices.Equal(r.Succeeded, []int64{0}) || !slices.Equal(r.Failed, []int64{5}) || r.Status != model.RolloutFaulted {
 		t.Errorf("after the surge batch: %s succeeded %v failed %v", r.Status, r.Succeeded, r.Failed)
+	}
+}
+
+func TestCancelEndsTheBatchInFlight(t *testing.T) {
+	r := withBatch(running(defaultPolicy()), 0, 0, 5)
+	r.CancelRequested, r.Total = true, 10
+	res := Step(Input{Rollout: r, Instances: upgraded(upgraded(fleet(10), Healthy, 0), Unhealthy, 5), Now: t0, Grace: time.Minute})
+	n := res.Rollout
+	if n.Status != model.RolloutCancelled || n.Current() != nil || !slices.Equal(n.Succeeded, []int64{0}) || !slices.Equal(n.Failed, []int64{5}) {
+		t.Fatalf("cancelled: %s current %v succeeded %v failed %v", n.Status, n.Current(), n.Succeeded, n.Failed)
+	}
+	if p := ProgressOf(n); p != (Progress{Successful: 1, Failed: 1}) {
+		t.Errorf("progress %+v", p)
 	}
 }
