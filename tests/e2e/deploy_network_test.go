@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -37,8 +39,31 @@ func TestDeployTemplateShapes(t *testing.T) {
 		if fqdn, _ := outs["fqdn"].(map[string]any)["value"].(string); fqdn == "" {
 			t.Errorf("fqdn output: %v", outs)
 		}
-		if ports, _ := outs["sshPorts"].(map[string]any)["value"].([]any); len(ports) != 2 {
-			t.Errorf("sshPorts output: %v", outs)
+		ports, _ := outs["sshPorts"].(map[string]any)["value"].([]any)
+		if len(ports) != 2 {
+			t.Fatalf("sshPorts output: %v", outs)
+		}
+		// The load balancer works: each NAT pool port of the public IP
+		// reaches its own instance.
+		var pips struct{ Value []map[string]any }
+		_ = e.Do(http.MethodGet, e.RGPath("newnet")+"/providers/Microsoft.Network/publicIPAddresses?api-version=2017-10-01", nil).JSON(&pips)
+		if len(pips.Value) != 1 {
+			t.Fatalf("public IPs: %v", pips.Value)
+		}
+		ip, _ := props(pips.Value[0])["ipAddress"].(string)
+		seen := map[string]bool{}
+		for _, p := range ports {
+			addr := net.JoinHostPort(ip, fmt.Sprint(p))
+			var doc imds
+			testenv.Eventually(t, 30*time.Second, "an instance answers on "+addr, func() bool {
+				var err error
+				doc, err = whoAnswers(addr)
+				return err == nil
+			})
+			seen[doc.Compute.Name] = true
+		}
+		if len(seen) != 2 {
+			t.Fatalf("the NAT pool's ports reach %v, want 2 distinct instances", seen)
 		}
 		set2, _ := deployShape(t, "newnet", "d2", "vmss-new-network.json", 4, nil)
 		if set2 != set {
