@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmssd/vmssd/internal/deploy"
+	"github.com/vmssd/vmssd/internal/state"
+	"github.com/vmssd/vmssd/internal/store"
 	"github.com/vmssd/vmssd/internal/testenv"
 )
 
@@ -390,5 +395,42 @@ func TestDeployCancel(t *testing.T) {
 	// The record can be replaced now.
 	if r := e.Do(http.MethodPut, depPath(e, "rg", "c"), depBody(tmplOf([]any{set}, nil), nil)); r.Status != http.StatusOK {
 		t.Fatalf("redeploy after cancel: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestDeployHistoryBound: a resource group keeps at most deploy.MaxHistory
+// deployments; a new one beyond removes the oldest finished one.
+func TestDeployHistoryBound(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	var ops []store.Op
+	for i := range deploy.MaxHistory {
+		rec := &deploy.Record{Sub: e.Sub, RG: "rg", Name: fmt.Sprintf("old%03d", i), Template: json.RawMessage(`{}`), Mode: "Incremental",
+			State: deploy.StateSucceeded, Created: old.Add(time.Duration(i) * time.Second), Timestamp: old}
+		ops = append(ops, state.PutOp(deploy.Key(e.Sub, "rg", rec.Name), rec))
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), 100)
+		if _, err := e.Server.Store.Txn(ctx, nil, ops[:n]...); err != nil {
+			t.Fatal(err)
+		}
+		ops = ops[n:]
+	}
+	st, res := waitDeployment(t, e, e.Do(http.MethodPut, depPath(e, "rg", "new"), depBody(tmplOf([]any{}, nil), nil)), time.Minute)
+	if st != "Succeeded" {
+		t.Fatalf("deployment %s: %v", st, res)
+	}
+	var list struct{ Value []map[string]any }
+	_ = e.Do(http.MethodGet, e.RGPath("rg")+"/providers/Microsoft.Resources/deployments", nil).JSON(&list)
+	if len(list.Value) != deploy.MaxHistory || list.Value[0]["name"] != "new" {
+		t.Fatalf("%d deployments kept (newest %v), want %d", len(list.Value), list.Value[0]["name"], deploy.MaxHistory)
+	}
+	if r := e.Do(http.MethodGet, depPath(e, "rg", "old000"), nil); r.Status != http.StatusNotFound {
+		t.Fatalf("the oldest deployment was kept: %d", r.Status)
+	}
+	if r := e.Do(http.MethodGet, depPath(e, "rg", "old001"), nil); r.Status != http.StatusOK {
+		t.Fatalf("the second oldest deployment is gone: %d", r.Status)
 	}
 }
