@@ -448,6 +448,9 @@ func (s *Server) buildRecord(r *http.Request, rc *reqCtx, req *depRequest) (*dep
 	env.Reference = func(ctx context.Context, req template.ReferenceRequest) (any, error) {
 		return deploy.Reference(ctx, s, id, req)
 	}
+	env.List = func(ctx context.Context, req template.ListRequest) (any, error) {
+		return deploy.List(ctx, s, id, req)
+	}
 	_, d, err := deploy.Prepare(ctx, rec, env)
 	if err != nil {
 		return nil, nil, template.ToARM(err)

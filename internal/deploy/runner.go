@@ -323,6 +323,9 @@ func (ru *run) deploy(ctx context.Context, rec *Record) (map[string]any, error) 
 		return nil, err
 	}
 	env.Reference = ru.reference
+	env.List = func(ctx context.Context, req template.ListRequest) (any, error) {
+		return List(ctx, ru.r.opts.Dispatcher, ru.id, req)
+	}
 	_, d, err := Prepare(ctx, rec, env)
 	if err != nil {
 		return nil, err
@@ -721,6 +724,33 @@ func (ru *run) reference(ctx context.Context, req template.ReferenceRequest) (an
 		return props, nil
 	}
 	return Reference(ctx, ru.r.opts.Dispatcher, ru.id, req)
+}
+
+// List answers a list*() function (listKeys, ...) by a POST of the action
+// through the API as id.
+func List(ctx context.Context, disp Dispatcher, id Identity, req template.ListRequest) (any, error) {
+	var body []byte
+	if req.Body != nil {
+		b, err := json.Marshal(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	resp, err := disp.Do(ctx, id, http.MethodPost, req.ResourceID+"/"+url.PathEscape(req.Function)+"?api-version="+url.QueryEscape(req.APIVersion), body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status >= 400 {
+		return nil, responseError(resp)
+	}
+	var v any
+	if len(resp.Body) > 0 {
+		if err := json.Unmarshal(resp.Body, &v); err != nil {
+			return nil, fmt.Errorf("deploy: %s %s: %w", req.Function, req.ResourceID, err)
+		}
+	}
+	return v, nil
 }
 
 // Reference answers reference() for a resource by a GET through the API as

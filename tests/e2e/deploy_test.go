@@ -286,7 +286,10 @@ func TestDeployNested(t *testing.T) {
 				"outputs": map[string]any{"account": map[string]any{"type": "string", "value": "[concat(parameters('prefix'), uniqueString(resourceGroup().id))]"}},
 			}},
 		}},
-		"outputs": map[string]any{"fromInner": map[string]any{"type": "string", "value": "[reference('inner').outputs.account.value]"}},
+		"outputs": map[string]any{
+			"fromInner": map[string]any{"type": "string", "value": "[reference('inner').outputs.account.value]"},
+			"key":       map[string]any{"type": "string", "value": "[listKeys(resourceId('Microsoft.Storage/storageAccounts', reference('inner').outputs.account.value), '2016-01-01').keys[0].value]"},
+		},
 	}
 	st, res := waitDeployment(t, e, e.Do(http.MethodPut, depPath(e, "rg", "outer"), depBody(tmpl, nil)), time.Minute)
 	if st != "Succeeded" {
@@ -294,7 +297,7 @@ func TestDeployNested(t *testing.T) {
 	}
 	outs := props(e.Do(http.MethodGet, depPath(e, "rg", "outer"), nil).Map())["outputs"].(map[string]any)
 	acct, _ := outs["fromInner"].(map[string]any)["value"].(string)
-	if !strings.HasPrefix(acct, "nest") {
+	if key, _ := outs["key"].(map[string]any)["value"].(string); !strings.HasPrefix(acct, "nest") || len(key) < 40 {
 		t.Fatalf("outputs %v", outs)
 	}
 	if r := e.Do(http.MethodGet, e.RGPath("rg")+"/providers/Microsoft.Storage/storageAccounts/"+acct+"?api-version=2016-01-01", nil); r.Status != http.StatusOK {
