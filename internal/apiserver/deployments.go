@@ -559,6 +559,8 @@ func (s *Server) checkResources(ctx context.Context, c *Caller, rec *deploy.Reco
 				}
 			}
 			continue
+		case strings.EqualFold(res.Type, deploy.TypeScaleSetExtensions):
+			continue // a PATCH of the scale set, checked when applied
 		case strings.EqualFold(res.Type, deploy.TypeResourceGroups):
 			if rec.RG != "" {
 				details = append(details, errs.New(errs.Invalid, "InvalidTemplateDeployment", "The resource group '%s' can be created only by a subscription-level deployment.", res.Name).WithTarget(target))
@@ -599,8 +601,8 @@ func (s *Server) putRoute(segs []string) (*route, bool) {
 // deployableTypes lists the resource types a template may create: those
 // with a PUT route under a provider namespace, and nested deployments.
 func (s *Server) deployableTypes(c *Caller) []string {
-	seen := map[string]bool{strings.ToLower(deploy.TypeDeployments): true}
-	out := []string{deploy.TypeDeployments}
+	seen := map[string]bool{strings.ToLower(deploy.TypeDeployments): true, strings.ToLower(deploy.TypeScaleSetExtensions): true}
+	out := []string{deploy.TypeDeployments, deploy.TypeScaleSetExtensions}
 	for _, rt := range s.routes {
 		if rt.method != http.MethodPut || (rt.operator && !c.IsOperator()) {
 			continue

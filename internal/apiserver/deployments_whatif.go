@@ -51,6 +51,12 @@ func (s *Server) whatIfDeployment(w http.ResponseWriter, r *http.Request, rc *re
 				continue
 			}
 			ch := map[string]any{"resourceId": res.ID}
+			if strings.EqualFold(res.Type, deploy.TypeScaleSetExtensions) {
+				// Part of its scale set's model: no resource to compare.
+				ch["changeType"] = deploy.ChangeDeploy
+				changes = append(changes, ch)
+				continue
+			}
 			// reference() is answered from the resources as they are now:
 			// one that does not exist yet leaves the result unknown.
 			after, err := d.EvaluateBody(ctx, res)

@@ -524,6 +524,9 @@ func (ru *run) applyResource(ctx context.Context, d *template.Deployment, env te
 	if isType(res, TypeDeployments) {
 		return ru.nestedDeployment(ctx, d, env, res, body)
 	}
+	if isType(res, TypeScaleSetExtensions) {
+		return ru.scaleSetExtension(ctx, res, body)
+	}
 	path := res.ID
 	if isType(res, TypeResourceGroups) {
 		path = arm.ResourceGroupID(subOf(res.ID, env), res.Name)
@@ -563,7 +566,71 @@ func subOf(id string, env template.Env) string {
 const (
 	TypeDeployments    = "Microsoft.Resources/deployments"
 	TypeResourceGroups = "Microsoft.Resources/resourceGroups"
+	// TypeScaleSetExtensions, a scale set's extension as a child resource,
+	// becomes an entry of the set's extensionProfile (the model has no
+	// separate extension resource).
+	TypeScaleSetExtensions = "Microsoft.Compute/virtualMachineScaleSets/extensions"
 )
+
+// scaleSetExtension adds (or replaces, by name) the extension in its scale
+// set's extensionProfile with a PATCH of the set, and follows its operation.
+func (ru *run) scaleSetExtension(ctx context.Context, res *template.Resource, body map[string]any) (int, map[string]any, error) {
+	i := strings.LastIndex(strings.ToLower(res.ID), "/extensions/")
+	if i < 0 {
+		return http.StatusBadRequest, nil, errs.New(errs.Invalid, "InvalidTemplate", "The scale set extension id '%s' is not valid.", res.ID)
+	}
+	parent, extName := res.ID[:i], res.ID[i+len("/extensions/"):]
+	q := "?api-version=" + url.QueryEscape(res.APIVersion)
+	resp, err := ru.r.opts.Dispatcher.Do(ctx, ru.id, http.MethodGet, parent+q, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	if resp.Status >= 400 {
+		return resp.Status, nil, responseError(resp)
+	}
+	var set struct {
+		Properties struct {
+			VirtualMachineProfile struct {
+				ExtensionProfile struct {
+					Extensions []map[string]any `json:"extensions"`
+				} `json:"extensionProfile"`
+			} `json:"virtualMachineProfile"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(resp.Body, &set); err != nil {
+		return 0, nil, fmt.Errorf("deploy: scale set %s: %w", parent, err)
+	}
+	ext := map[string]any{"name": extName, "properties": body["properties"]}
+	exts := []any{}
+	replaced := false
+	for _, e := range set.Properties.VirtualMachineProfile.ExtensionProfile.Extensions {
+		if n, _ := e["name"].(string); strings.EqualFold(n, extName) {
+			exts = append(exts, ext)
+			replaced = true
+			continue
+		}
+		exts = append(exts, e)
+	}
+	if !replaced {
+		exts = append(exts, ext)
+	}
+	patch, _ := json.Marshal(map[string]any{"properties": map[string]any{"virtualMachineProfile": map[string]any{
+		"extensionProfile": map[string]any{"extensions": exts}}}})
+	resp, err = ru.r.opts.Dispatcher.Do(ctx, ru.id, http.MethodPatch, parent+q, patch)
+	if err != nil {
+		return 0, nil, err
+	}
+	if resp.Status >= 400 {
+		return resp.Status, nil, responseError(resp)
+	}
+	if err := ru.follow(ctx, resp); err != nil {
+		return resp.Status, nil, err
+	}
+	if resp.Status == http.StatusOK && !replaced {
+		resp.Status = http.StatusCreated
+	}
+	return resp.Status, nil, nil
+}
 
 // nestedDeployment runs an inline nested template in the same run.
 func (ru *run) nestedDeployment(ctx context.Context, d *template.Deployment, env template.Env, res *template.Resource, body map[string]any) (int, map[string]any, error) {

@@ -437,3 +437,46 @@ func TestDeployHistoryBound(t *testing.T) {
 		t.Fatalf("the second oldest deployment is gone: %d", r.Status)
 	}
 }
+
+// TestDeployScaleSetExtensionChild: an extension written as a child
+// resource of the scale set lands in the set's extensionProfile; deploying
+// it again replaces it by name instead of adding a second one.
+func TestDeployScaleSetExtensionChild(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	e.CreateRG("rg")
+	set := testenv.VMSSBody(1, "latest", "Manual")
+	set["type"], set["apiVersion"], set["name"] = "Microsoft.Compute/virtualMachineScaleSets", "2017-03-30", "web"
+	set["resources"] = []any{map[string]any{
+		"type": "extensions", "apiVersion": "2017-03-30", "name": "hello",
+		"dependsOn": []any{"web"},
+		"properties": map[string]any{"publisher": "Microsoft.Azure.Extensions", "type": "CustomScript", "typeHandlerVersion": "2.0",
+			"settings": map[string]any{"commandToExecute": "[concat('echo ', parameters('msg'))]"}},
+	}}
+	tm := tmplOf([]any{set}, nil)
+	tm["parameters"] = map[string]any{"msg": map[string]any{"type": "string"}}
+	for _, msg := range []string{"one", "two"} {
+		st, res := waitDeployment(t, e, e.Do(http.MethodPut, depPath(e, "rg", "ext-"+msg), depBody(tm, map[string]any{"msg": map[string]any{"value": msg}})), time.Minute)
+		if st != "Succeeded" {
+			t.Fatalf("deployment %s: %v", st, res)
+		}
+		var got struct {
+			Properties struct {
+				VirtualMachineProfile struct {
+					ExtensionProfile struct {
+						Extensions []struct {
+							Name       string
+							Properties struct{ Settings map[string]any }
+						}
+					}
+				}
+			}
+		}
+		if err := e.Do(http.MethodGet, e.VMSSPath("rg", "web"), nil).JSON(&got); err != nil {
+			t.Fatal(err)
+		}
+		exts := got.Properties.VirtualMachineProfile.ExtensionProfile.Extensions
+		if len(exts) != 1 || exts[0].Name != "hello" || exts[0].Properties.Settings["commandToExecute"] != "echo "+msg {
+			t.Fatalf("extensions after deploying %q: %+v", msg, exts)
+		}
+	}
+}
