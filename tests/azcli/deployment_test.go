@@ -12,7 +12,8 @@ import (
 
 // TestAzDeploymentGroup: az deployment group validate, what-if, create,
 // show, list and delete with an Azure Stack-style scale-set template
-// (apiProfile 2018-03-01-hybrid, storage account, uniqueString names),
+// (apiProfile 2018-03-01-hybrid, storage account, virtual network, public
+// IP, load balancer with a NAT pool, uniqueString names),
 // parameters from a file and key=value, against vmssd as a registered
 // cloud with the hybrid profile.
 func TestAzDeploymentGroup(t *testing.T) {
@@ -25,7 +26,7 @@ func TestAzDeploymentGroup(t *testing.T) {
 	}
 	a.setenv("REQUESTS_CA_BUNDLE", e.Server.CAFile)
 	e.CreateRG("rg")
-	tmpl, err := filepath.Abs(filepath.Join("..", "..", "testdata", "templates", "vmss-no-network.json"))
+	tmpl, err := filepath.Abs(filepath.Join("..", "..", "testdata", "templates", "vmss-new-network.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func TestAzDeploymentGroup(t *testing.T) {
 	if d.Name != "d1" {
 		t.Fatalf("show: %+v", d)
 	}
-	if ops := a.strs("[].properties.provisioningState", "deployment", "operation", "group", "list", "-g", "rg", "-n", "d1"); len(ops) != 2 {
+	if ops := a.strs("[].properties.provisioningState", "deployment", "operation", "group", "list", "-g", "rg", "-n", "d1"); len(ops) != 5 {
 		t.Fatalf("az deployment operation group list: %v", ops)
 	}
 	a.run("deployment", "group", "delete", "-g", "rg", "-n", "d1")
