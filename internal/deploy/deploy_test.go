@@ -82,3 +82,15 @@ func TestPublicParametersHideSecrets(t *testing.T) {
 		t.Fatalf("plain parameter = %v", p["n"])
 	}
 }
+
+func TestOutputValuesHideSecureOutputs(t *testing.T) {
+	got := outputValues(map[string]template.Output{
+		"pw": {Type: "SecureString", Value: "s3cret"}, "n": {Type: "Int", Value: int64(3)},
+	})
+	if v, ok := got["pw"].(map[string]any)["value"]; ok {
+		t.Fatalf("secure output returned: %v", v)
+	}
+	if got["n"].(map[string]any)["value"] != int64(3) {
+		t.Fatalf("plain output = %v", got["n"])
+	}
+}

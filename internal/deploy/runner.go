@@ -346,6 +346,11 @@ func outputValues(outs map[string]template.Output) map[string]any {
 	}
 	m := make(map[string]any, len(outs))
 	for k, o := range outs {
+		if t := lower(o.Type); t == "securestring" || t == "secureobject" {
+			// Secure outputs are not returned, as in Azure.
+			m[k] = map[string]any{"type": o.Type}
+			continue
+		}
 		m[k] = map[string]any{"type": o.Type, "value": o.Value}
 	}
 	return m
