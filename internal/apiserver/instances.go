@@ -107,6 +107,13 @@ func (s *Server) instanceViewOf(inst *model.Instance) *armcompute.VirtualMachine
 		}
 		iv.Statuses = append(iv.Statuses, status("Isolation/"+obs.Isolation, display, level, nil))
 	}
+	if ok && obs.Network != "" {
+		display := "Loopback forwards only: the instance has no address on its virtual network"
+		if obs.Network == "bridge" {
+			display = "Attached to its virtual network's bridge, private IP " + obs.PrivateIP
+		}
+		iv.Statuses = append(iv.Statuses, status("Network/"+obs.Network, display, armcompute.StatusLevelTypesInfo, nil))
+	}
 	if ok && obs.Message != "" {
 		iv.Statuses = append(iv.Statuses, status("InstanceStatus/driver", obs.Message, armcompute.StatusLevelTypesInfo, nil))
 	}

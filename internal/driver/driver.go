@@ -72,6 +72,32 @@ type Spec struct {
 	// Provisioning is what a VM's guest agent (cloud-init) applies at first
 	// boot. Drivers keep it only in files readable by root.
 	Provisioning Provisioning `json:"provisioning,omitempty"`
+	// Network attaches the instance to a virtual network where the host
+	// can (Linux, root): a process instance's network namespace gets a veth
+	// on the network's bridge, a VM a TAP device on it. Zero (no
+	// NetworkID): loopback forwards only, as on hosts that cannot.
+	Network Network `json:"network,omitzero"`
+}
+
+// Network is an instance's NIC on a virtual network, as the controller
+// resolves it from the scale set's networkProfile and IPAM.
+type Network struct {
+	// NetworkID names the virtual network: instances with the same
+	// NetworkID share one Linux bridge and reach each other; different
+	// networks (other virtual networks, other tenants) are isolated even
+	// when their address ranges overlap. Use the virtual network's ARM id
+	// (lower-cased), which is unique across tenants.
+	NetworkID string `json:"networkId,omitempty"`
+	// PrivateIP and PrefixLen are the NIC's address in its subnet
+	// ("10.0.0.4", 24).
+	PrivateIP string `json:"privateIp,omitempty"`
+	PrefixLen int    `json:"prefixLen,omitempty"`
+	// Gateway, when set, becomes the default route (Azure's is the
+	// subnet's first address; nothing answers there yet).
+	Gateway string `json:"gateway,omitempty"`
+	// MAC is the NIC's hardware address ("02:..."); empty derives a
+	// stable locally administered one from the instance id.
+	MAC string `json:"mac,omitempty"`
 }
 
 // Provisioning is the scale set model's osProfile as a guest needs it.
@@ -102,6 +128,9 @@ type Metadata struct {
 	ImageVersion      string `json:"version,omitempty"`
 	ImageURI          string `json:"imageUri,omitempty"`
 	ModelVersion      int64  `json:"modelVersion"`
+	// PrivateIP is the primary NIC's private address from its subnet
+	// (IPAM; empty when the model names no subnet).
+	PrivateIP string `json:"privateIp,omitempty"`
 }
 
 // Status is what the driver observes about one instance.
@@ -128,6 +157,13 @@ type Status struct {
 	// "runc" (an OCI container) or "none" (a plain host process, allowed
 	// by the operator); empty for virtual machines.
 	Isolation string `json:"isolation,omitempty"`
+	// Network says how the instance is addressed: "bridge" (attached to
+	// its virtual network's bridge with PrivateIP) or "loopback" (only the
+	// loopback forwards in Ports); empty for drivers that do not say.
+	Network string `json:"network,omitempty"`
+	// PrivateIP is the instance's address on its virtual network (bridge
+	// mode only).
+	PrivateIP string `json:"privateIp,omitempty"`
 	// Failure, when set, is an ARM error code saying the instance stopped
 	// because it failed (e.g. "OSProvisioningTimedOut" for a VM that did not
 	// boot in time); Message explains it. It clears when the instance is

@@ -25,6 +25,10 @@ const (
 	// GuestTTLEnv bounds the life of a test guest (a time.Duration, default
 	// 10m), so that a failed test does not leak guests forever.
 	GuestTTLEnv = "DRIVERTEST_GUEST_TTL"
+	// PrivateIPEnv is set by a driver that attached the guest to a virtual
+	// network (its private IP): the test guest then listens on every
+	// address instead of loopback only.
+	PrivateIPEnv = "VMSSD_PRIVATE_IP"
 )
 
 // Files the test guest uses on its disk.
@@ -44,7 +48,8 @@ const (
 //		os.Exit(m.Run())
 //	}
 //
-// The test guest serves, on 127.0.0.1:$VMSSD_PORT:
+// The test guest serves, on 127.0.0.1:$VMSSD_PORT (every address when
+// $VMSSD_PRIVATE_IP is set):
 //
 //	GET  /health        200, the content of $VMSSD_DISK/version
 //	GET  /pid           its pid
@@ -74,7 +79,11 @@ func runGuest() int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	addr := "127.0.0.1"
+	if os.Getenv(PrivateIPEnv) != "" {
+		addr = "0.0.0.0" // on a virtual network: reachable by its neighbours too
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, port))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "test guest: %v\n", err)
 		return 1

@@ -84,12 +84,13 @@ func Alive(pid int, start uint64) bool {
 }
 
 // Spawn starts name with argv in dir, with environment env, standard input
-// from /dev/null and standard output and error to out. The process leads
+// from /dev/null, standard output and error to out and extra as its
+// descriptors 3, 4, ... (a TAP device for QEMU). The process leads
 // its own session and process group: it outlives vmssd, and a signal to
 // the group reaches whatever it starts. Spawn returns its pid and start
 // time (0 if it could not be read) and releases it: the caller waits with
 // WaitExit and reaps it with Reap.
-func Spawn(name string, argv []string, dir string, env []string, out *os.File) (pid int, start uint64, err error) {
+func Spawn(name string, argv []string, dir string, env []string, out *os.File, extra ...*os.File) (pid int, start uint64, err error) {
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return 0, 0, err
@@ -98,7 +99,7 @@ func Spawn(name string, argv []string, dir string, env []string, out *os.File) (
 	p, err := os.StartProcess(name, argv, &os.ProcAttr{
 		Dir:   dir,
 		Env:   env,
-		Files: []*os.File{null, out, out},
+		Files: append([]*os.File{null, out, out}, extra...),
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {

@@ -200,6 +200,17 @@ func (t *Table[T]) LockOrAdd(ctx context.Context, id string) (T, error) {
 	}
 }
 
+// IDs returns the ids of the known instances.
+func (t *Table[T]) IDs() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.m))
+	for id := range t.m {
+		out = append(out, id)
+	}
+	return out
+}
+
 // Known says whether id is in the table.
 func (t *Table[T]) Known(id string) bool {
 	t.mu.Lock()

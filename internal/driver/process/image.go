@@ -17,6 +17,7 @@ const (
 	rootfsDir         = artifact.RootfsDir
 	guestToken        = artifact.GuestToken
 	envPort           = artifact.EnvPort
+	envPrivateIP      = "VMSSD_PRIVATE_IP" // the instance's private IP, in bridge mode
 	envMetadata       = artifact.EnvMetadata
 	envDisk           = artifact.EnvDisk
 	envReservedPrefix = artifact.EnvReservedPrefix

@@ -7,6 +7,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/instdir"
 	"github.com/vmssd/vmssd/internal/driver/lifecycle"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 )
 
 // Files of an instance directory <Root>/<ID>/ (see packages instdir and
@@ -30,6 +31,9 @@ type state struct {
 	// Isolation is how the guest runs (empty: IsolationNone, instances of
 	// older versions).
 	Isolation Isolation `json:"isolation,omitempty"`
+	// Network is how the current (or last) guest is addressed:
+	// netattach.ModeBridge or empty (loopback forward only).
+	Network string `json:"network,omitempty"`
 }
 
 // instance is the driver's view of one instance (see lifecycle.Base for
@@ -78,6 +82,7 @@ func (in *instance) statusLocked() driver.Status {
 		Restarts:    in.st.Restarts,
 		Isolation:   string(in.isolation()),
 	}
+	s.Network, s.PrivateIP = netattach.Addressing(in.st.Network, in.Spec.Network)
 	if in.st.Port != 0 {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(in.st.Port))
 		s.Ports = map[string]string{"health": addr}

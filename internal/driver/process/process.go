@@ -8,10 +8,18 @@
 // shifted into the container's mapped id range, read-only, shared) and the
 // instance's disk/ (its writable layer); the guest binary, its ELF
 // libraries and metadata.json are read-only binds (/.vmssd/guest,
-// /.vmssd/metadata.json); VMSSD_DISK is "/". Its network namespace has only
-// loopback: vmssd listens on the instance's port on the host's loopback and
-// forwards each connection into the namespace (Recover opens the forward
-// again). Bundles (config.json, the mounted rootfs) and runc's state live
+// /.vmssd/metadata.json); VMSSD_DISK is "/". vmssd listens on the
+// instance's port on the host's loopback and forwards each connection into
+// the container's network namespace (Recover opens the forward again).
+// That namespace has only loopback, unless the spec asks for a virtual
+// network (driver.Spec.Network) and the host can attach it (root, netlink:
+// package netattach): then a veth on the network's bridge is its eth0, with
+// the spec's private IP, MAC and route, and the guest gets
+// VMSSD_PRIVATE_IP (it should listen there, or on every address, to be
+// reached by its neighbours). The attachment is renewed with every
+// container, checked by Recover (re-attached when a crash lost it) and
+// removed with the container; Recover sweeps the links of instances it
+// does not know. Status.Network says "bridge" or "loopback". Bundles (config.json, the mounted rootfs) and runc's state live
 // in RunDir, so that nothing of the data directory is on a path the
 // container's mapped root must traverse. A host that cannot sandbox (no
 // runc, not root) refuses every instance, or with AllowUnsandboxed runs
@@ -64,6 +72,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver/hostproc"
 	"github.com/vmssd/vmssd/internal/driver/instdir"
 	"github.com/vmssd/vmssd/internal/driver/lifecycle"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 	"github.com/vmssd/vmssd/internal/driver/portpool"
 	"github.com/vmssd/vmssd/internal/driver/sandbox"
 	"github.com/vmssd/vmssd/internal/fsutil"
@@ -80,6 +89,9 @@ var (
 	// ErrConflict is returned by Create for an existing ID whose image
 	// differs from the requested one (use Reimage to change it).
 	ErrConflict = errors.New("process: instance exists with another image")
+	// ErrInvalidNetwork is returned by Create and Reimage for a
+	// Spec.Network that cannot be attached (bad address, prefix, MAC).
+	ErrInvalidNetwork = errors.New("process: invalid network attachment")
 )
 
 // Options configures a Driver. Zero values select the defaults.
@@ -206,6 +218,9 @@ type Driver struct {
 	// sandboxErr says why a host that should sandbox cannot.
 	sb         *sandboxed
 	sandboxErr error
+	// net attaches containers to virtual networks (nil where the host
+	// cannot: not root, no sandbox).
+	net *netattach.Attacher
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -282,6 +297,9 @@ func (d *Driver) checkSpec(op string, spec driver.Spec) (driver.Spec, manifest, 
 	iso, err := d.isolationFor(spec)
 	if err != nil {
 		return spec, m, nil, "", fmt.Errorf("process: %s %s: %w", op, spec.ID, err)
+	}
+	if err := netattach.Validate(spec.Network); err != nil {
+		return spec, m, nil, "", fmt.Errorf("process: %s %s: %w: %w", op, spec.ID, ErrInvalidNetwork, err)
 	}
 	return spec, m, raw, iso, nil
 }
@@ -426,14 +444,6 @@ func (d *Driver) housekeep(in *instance) {
 	}
 }
 
-// validID checks that id can name a directory (instdir.ValidID).
-func validID(id string) error {
-	if err := instdir.ValidID(id); err != nil {
-		return fmt.Errorf("process: %w", err)
-	}
-	return nil
-}
-
 // guest is the driver's lifecycle.Guest.
 type guest struct{ d *Driver }
 
@@ -454,5 +464,6 @@ func (g guest) Release(in *instance, power driver.Power) {
 	case "":
 		g.d.releasePortLocked(in)
 		g.d.removeBundle(in.ID)
+		g.d.net.Release(in.ID, in.Spec.Network)
 	}
 }

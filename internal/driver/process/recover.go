@@ -40,6 +40,7 @@ func (d *Driver) Recover(ctx context.Context) ([]driver.Status, error) {
 		return nil, err
 	}
 	d.collectLayers()
+	d.net.SweepExcept(d.tab.IDs())
 	return d.list(), err
 }
 

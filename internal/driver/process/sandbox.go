@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/hostproc"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 	"github.com/vmssd/vmssd/internal/driver/sandbox"
 	"github.com/vmssd/vmssd/internal/fsutil"
 )
@@ -105,6 +106,9 @@ func (d *Driver) setupIsolation() error {
 		return nil
 	}
 	d.sb = &sandboxed{rt: rt, runDir: runDir, scope: scope, ids: o.IDs, pids: o.Pids, pins: map[string]int{}}
+	if d.net, err = netattach.NewAttacher(o.Root, false, d.log); err != nil {
+		d.log.Info("containers get no virtual network here: loopback forwards only", "err", err)
+	}
 	return nil
 }
 
@@ -368,6 +372,9 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 		env = append(env, "PATH="+defaultPath)
 	}
 	env = append(env, envPort+"="+strconv.Itoa(port), envMetadata+"="+metadataPath, envDisk+"=/")
+	if d.net.Wants(spec.Network) {
+		env = append(env, envPrivateIP+"="+spec.Network.PrivateIP)
+	}
 	hostname := spec.Metadata.ComputerName
 	if hostname == "" || len(hostname) > 63 {
 		hostname = "vm"
@@ -408,7 +415,14 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 		start = st.Start
 	}
 	p := newProc(pid, start)
-	if err := d.attachContainer(in.ID, p, ln, port); err != nil {
+	if err := d.attachNetwork(in, pid, spec.Network, true); err != nil {
+		ln.Close()
+		sb.rt.Delete(context.Background(), in.ID)
+		sandbox.Unmount(rootfs)
+		d.net.Release(in.ID, spec.Network)
+		return nil, err
+	}
+	if err := d.attachContainer(in.ID, p, ln, port, spec.Network); err != nil {
 		ln.Close()
 		p.cleanup()
 		return nil, err
@@ -417,8 +431,9 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 }
 
 // attachContainer makes p a container's init process: its loopback forward
-// (serving ln, which it takes over) and its cleanup once it ended.
-func (d *Driver) attachContainer(id string, p *proc, ln net.Listener, port int) error {
+// (serving ln, which it takes over) and its cleanup once it ended (which
+// also detaches it from virtual network n).
+func (d *Driver) attachContainer(id string, p *proc, ln net.Listener, port int, n driver.Network) error {
 	sb := d.sb
 	rootfs := filepath.Join(sb.bundleDir(id), "rootfs")
 	p.cleanup = func() {
@@ -430,6 +445,7 @@ func (d *Driver) attachContainer(id string, p *proc, ln net.Listener, port int) 
 		if err := sandbox.Unmount(rootfs); err != nil {
 			d.log.Warn("unmount container rootfs", "id", id, "err", err)
 		}
+		d.net.Release(id, n)
 	}
 	ns, err := sandbox.OpenNetns(p.pid)
 	if err != nil {
@@ -507,11 +523,35 @@ func (d *Driver) adoptContainer(ctx context.Context, in *instance) (*proc, error
 		_ = p.signal(9)
 		return nil, fmt.Errorf("process: no port to forward to the guest of %s", in.ID)
 	}
-	if err := d.attachContainer(in.ID, p, ln, port); err != nil {
+	if err := d.attachContainer(in.ID, p, ln, port, in.Spec.Network); err != nil {
 		ln.Close()
 		return nil, err
 	}
+	if err := d.attachNetwork(in, pid, in.Spec.Network, false); err != nil {
+		d.log.Error("recover: cannot attach the container to its network", "id", in.ID, "err", err)
+	}
 	return p, nil
+}
+
+// attachNetwork attaches the network namespace of a container (its init
+// pid) to virtual network n when the host can: always when fresh (a new
+// container), only when its link is missing otherwise (Recover after a
+// crash). It records the addressing mode. Called with Op held.
+func (d *Driver) attachNetwork(in *instance, pid int, n driver.Network, fresh bool) error {
+	mode := ""
+	if d.net.Wants(n) {
+		if fresh || !d.net.Attached(in.ID, n, false) {
+			if err := d.net.AttachNetns(in.ID, pid, n); err != nil {
+				return fmt.Errorf("process: %w", err)
+			}
+			if !fresh {
+				d.log.Warn("recover: container re-attached to its network", "id", in.ID, "link", d.net.Veth(in.ID))
+			}
+		}
+		mode = netattach.ModeBridge
+	}
+	in.update(func(st *state) { st.Network = mode })
+	return nil
 }
 
 // trackForward registers the forward of p, closed when p is reaped or the

@@ -240,6 +240,7 @@ func (d *Driver) spawnLocked(in *instance, restart bool) error {
 			return err
 		}
 		p = newProc(pid, start)
+		in.update(func(st *state) { st.Network = "" }) // loopback only
 	}
 
 	msg := ""

@@ -197,6 +197,17 @@ func kernelParams(spec driver.Spec, img image) string {
 	return b.String()
 }
 
+// networkParams tells a direct-boot guest the address of its NIC on a
+// virtual network (its second NIC): vmssd.netip=CIDR and, when set,
+// vmssd.netgw=ADDR (validated IPv4 values: nothing to escape).
+func networkParams(n driver.Network) string {
+	s := "vmssd.netip=" + n.PrivateIP + "/" + strconv.Itoa(n.PrefixLen)
+	if n.Gateway != "" {
+		s += " vmssd.netgw=" + n.Gateway
+	}
+	return s
+}
+
 func paramEscape(s string) string {
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder

@@ -8,6 +8,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/instdir"
 	"github.com/vmssd/vmssd/internal/driver/lifecycle"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 )
 
 // Files of an instance directory <Root>/<ID>/. QEMU runs with the instance
@@ -53,6 +54,10 @@ type state struct {
 	ConsoleOffset int64 `json:"consoleOffset,omitempty"`
 	// Resources are the VM's vCPUs and memory.
 	Resources resources `json:"resources"`
+	// Network is how the current (or last) QEMU is addressed:
+	// netattach.ModeBridge (a TAP on its virtual network's bridge) or empty
+	// (user networking only).
+	Network string `json:"network,omitempty"`
 }
 
 // instance is the driver's view of one instance (see lifecycle.Base for the
@@ -96,6 +101,7 @@ func (in *instance) statusLocked(defaultAccel string) driver.Status {
 		Accel:       in.st.Accel,
 		Failure:     in.st.Failure,
 	}
+	s.Network, s.PrivateIP = netattach.Addressing(in.st.Network, in.Spec.Network)
 	if s.Accel == "" {
 		s.Accel = defaultAccel
 	}

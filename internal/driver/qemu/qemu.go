@@ -32,9 +32,16 @@
 // [A-Za-z0-9._:@+-]. Every guest also gets the whole metadata document over
 // fw_cfg, and a cloud-init image a NoCloud seed.
 //
-// Networking is QEMU user networking (no root, no bridge): the guest's
-// health port (the image's guestPort, default 80) and ssh port (22) are
-// forwarded from ports on 127.0.0.1, reported in Status.Ports.
+// Networking: the first NIC is QEMU user networking (restrict=on): the
+// guest's health port (the image's guestPort, default 80) and ssh port (22)
+// are forwarded from ports on 127.0.0.1, reported in Status.Ports. When the
+// spec asks for a virtual network (driver.Spec.Network) and the host can
+// attach it (root, netlink: package netattach), a second NIC (virtio, the
+// spec's MAC) is a TAP on the network's bridge, created by vmssd for each
+// QEMU and handed to it as a descriptor; it vanishes when QEMU exits. A
+// direct-boot guest is told its address with vmssd.netip=CIDR and
+// vmssd.netgw=ADDR on the kernel command line (for its second NIC);
+// Status.Network says "bridge" or "loopback".
 //
 // Power states: Create, Start, Restart and Reimage return once QEMU runs and
 // answers on QMP, with Power "starting". The driver watches the boot: the
@@ -88,6 +95,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver/hostproc"
 	"github.com/vmssd/vmssd/internal/driver/instdir"
 	"github.com/vmssd/vmssd/internal/driver/lifecycle"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 	"github.com/vmssd/vmssd/internal/driver/portpool"
 )
 
@@ -107,6 +115,9 @@ var (
 	// ErrConflict is returned by Create for an existing ID whose image
 	// differs from the requested one (use Reimage to change it).
 	ErrConflict = errors.New("qemu: instance exists with another image")
+	// ErrInvalidNetwork is returned by Create and Reimage for a
+	// Spec.Network that cannot be attached (bad address, prefix, MAC).
+	ErrInvalidNetwork = errors.New("qemu: invalid network attachment")
 )
 
 // DefaultReadyMarkers are the console lines that say a guest has booted
@@ -300,6 +311,10 @@ type Driver struct {
 	mu    sync.Mutex
 	ports *portpool.Pool
 	mem   *memoryBook
+
+	// net gives VMs a TAP on their virtual network's bridge (nil where the
+	// host cannot: not root, no netlink).
+	net *netattach.Attacher
 }
 
 var (
@@ -341,6 +356,10 @@ func New(opts Options) (*Driver, error) {
 			overheadMB: opts.VMOverheadMB,
 			held:       make(map[string]int),
 		},
+	}
+	var err error
+	if d.net, err = netattach.NewAttacher(opts.Root, true, log); err != nil {
+		log.Info("VMs get no virtual network here: user networking only", "err", err)
 	}
 	d.Ops = &lifecycle.Ops[*instance]{Tab: tab, Guest: guest{d}, Log: log, Backoff: d.backoff, ErrConflict: ErrConflict, ConsoleMaxBytes: opts.ConsoleMaxBytes}
 	tab.Go(func() { tab.Housekeep(opts.ConsoleCheckInterval, d.housekeep) })
@@ -439,7 +458,7 @@ func (d *Driver) createOverlay(ctx context.Context, path string, img image) erro
 // checkSpec validates a spec for op ("create", "reimage"): its id, its image
 // and its size.
 func (d *Driver) checkSpec(op string, spec driver.Spec) (driver.Spec, image, []byte, resources, error) {
-	if err := validID(spec.ID); err != nil {
+	if err := d.tab.ValidID(spec.ID); err != nil {
 		return spec, image{}, nil, resources{}, err
 	}
 	spec, img, raw, err := prepareSpec(spec)
@@ -449,6 +468,9 @@ func (d *Driver) checkSpec(op string, spec driver.Spec) (driver.Spec, image, []b
 	res, err := resolveSize(d.opts.Sizes, spec, img)
 	if err != nil {
 		return spec, image{}, nil, resources{}, fmt.Errorf("qemu: %s %s: %w", op, spec.ID, err)
+	}
+	if err := netattach.Validate(spec.Network); err != nil {
+		return spec, image{}, nil, resources{}, fmt.Errorf("qemu: %s %s: %w: %w", op, spec.ID, ErrInvalidNetwork, err)
 	}
 	return spec, img, raw, res, nil
 }
@@ -535,10 +557,12 @@ func (g guest) StopGuest(ctx context.Context, in *instance, graceful bool) (stri
 }
 
 // Release frees the memory of a VM that stopped, and its ports too once it
-// is deallocated or deleted.
+// is deallocated or deleted; its network's bridge goes once unused (its TAP
+// went with QEMU).
 func (g guest) Release(in *instance, power driver.Power) {
 	g.d.releaseMemory(in.ID)
 	if power != driver.PowerStopped {
 		g.d.releasePortsLocked(in)
 	}
+	g.d.net.Release(in.ID, in.Spec.Network)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/hostproc"
 	"github.com/vmssd/vmssd/internal/driver/lifecycle"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 )
 
 // recoverQMPTimeout bounds the wait for a found QEMU to answer on QMP.
@@ -43,6 +44,7 @@ func (d *Driver) Recover(ctx context.Context) ([]driver.Status, error) {
 	if errors.Is(err, ErrClosed) {
 		return nil, err
 	}
+	d.net.SweepExcept(d.tab.IDs())
 	return d.list(), err
 }
 
@@ -91,9 +93,13 @@ func (d *Driver) reviveLocked(ctx context.Context, in *instance) error {
 		}
 		v.booted = booted
 		_ = d.admitMemory(in.ID, st.Resources, true)
+		mode := ""
+		if d.net.Wants(in.Spec.Network) && d.net.Attached(in.ID, in.Spec.Network, true) {
+			mode = netattach.ModeBridge // a TAP lives as long as QEMU holds it
+		}
 		in.Mu.Lock()
 		in.vm = v
-		in.st.PID, in.st.StartTime, in.st.Accel = v.pid, v.start, v.accel
+		in.st.PID, in.st.StartTime, in.st.Accel, in.st.Network = v.pid, v.start, v.accel, mode
 		if booted {
 			in.st.SetPower(driver.PowerRunning, "re-adopted after a restart of vmssd")
 		} else {

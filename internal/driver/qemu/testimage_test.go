@@ -29,7 +29,10 @@ import (
 //	/cgi-bin/disk   GET: the first sector of /dev/vda; POST: writes it
 //	/cgi-bin/poweroff  powers the guest off a second later
 //	/cgi-bin/reach?PORT  tries to fetch http://10.0.2.2:PORT/ (the host)
+//	/cgi-bin/fetch?ADDR  fetches http://ADDR/cmdline (a neighbour)
 //
+// With vmssd.netip=CIDR on the command line it gives that address to eth1
+// (its NIC on a virtual network).
 // then prints GUEST-READY on the console. The ACPI power button powers it
 // off. "test.nohttp" on the command line skips the HTTP server and the
 // ready line (a guest that never boots, for deadline tests).
@@ -64,6 +67,12 @@ ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
+NETIP=$(param vmssd.netip)
+if [ -n "$NETIP" ]; then
+  i=0; while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do usleep 50000; i=$((i+1)); done
+  ip link set eth1 up
+  ip addr add "$NETIP" dev eth1
+fi
 hostname "$(param vmssd.hostname)"
 printf '{"status":"Healthy","imageVersion":"%s"}\n' "$V" > /www/health
 cat /proc/cmdline > /www/cmdline
@@ -99,6 +108,14 @@ if grep -q host-secret /tmp/reach; then
 else
   echo "unreachable: $(cat /tmp/reach.err)"
 fi
+`
+
+// guestFetchCGI fetches http://<query>/cmdline (another guest, by its
+// private IP) and prints it, or nc's error.
+const guestFetchCGI = `#!/bin/sh
+echo "Content-Type: text/plain"
+echo
+printf 'GET /cmdline HTTP/1.0\r\n\r\n' | nc -w 3 "$QUERY_STRING" 80 2>&1
 `
 
 const guestDiskCGI = `#!/bin/sh
@@ -290,6 +307,7 @@ func testInitrd(t testing.TB, version, moddir string) []byte {
 	c.file("www/cgi-bin/disk", 0o755, []byte(guestDiskCGI))
 	c.file("www/cgi-bin/poweroff", 0o755, []byte(guestPoweroffCGI))
 	c.file("www/cgi-bin/reach", 0o755, []byte(guestReachCGI))
+	c.file("www/cgi-bin/fetch", 0o755, []byte(guestFetchCGI))
 	var names []string
 	for _, m := range kernelModules {
 		ko, err := os.ReadFile(filepath.Join(moddir, m+".ko"))

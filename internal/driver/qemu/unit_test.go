@@ -96,8 +96,11 @@ func TestQEMUArgs(t *testing.T) {
 	img := image{Kernel: "/img/rootfs/vmlinuz", Initrd: "/img/rootfs/initrd.img", Cmdline: "console=ttyS0",
 		Disk: "/img/rootfs/disk.qcow2", DiskFormat: "qcow2", CloudInit: true, GuestPort: 8080, HealthPath: "/health"}
 	st := state{HealthPort: 40000, SSHPort: 40001, Resources: resources{VCPUs: 2, MemoryMB: 256}}
-	args := d.qemuArgs(in, testSpec("vm-1", "/img"), img, st)
+	args := d.qemuArgs(in, testSpec("vm-1", "/img"), img, st, false)
 	line := strings.Join(args, " ")
+	if strings.Contains(line, "tap") || strings.Contains(line, "vmssd.netip") {
+		t.Errorf("a VM without a network has a TAP: %s", line)
+	}
 	for _, want := range []string{
 		"-machine pc", "-accel tcg,thread=single,tb-size=16 -cpu qemu64", "-m 256", "-smp 2",
 		"-nodefaults -no-user-config -nographic -no-reboot -monitor none",
@@ -124,7 +127,21 @@ func TestQEMUArgs(t *testing.T) {
 	}
 	d.accel = AccelKVM
 	img = image{Disk: "/img/rootfs/disk.raw", DiskFormat: "raw", GuestPort: 80}
-	line = strings.Join(d.qemuArgs(in, testSpec("vm-1", "/img"), img, st), " ")
+	// On a virtual network: a second NIC on the TAP (descriptor 3) with the
+	// spec's MAC, its address on the kernel command line.
+	spec := testSpec("vm-1", "/img")
+	spec.Network = driver.Network{NetworkID: "n", PrivateIP: "10.0.0.4", PrefixLen: 24, Gateway: "10.0.0.1", MAC: "02:00:00:00:00:0a"}
+	args = d.qemuArgs(in, spec, image{Kernel: "k", GuestPort: 80}, st, true)
+	line = strings.Join(args, " ")
+	for _, want := range []string{
+		"-device virtio-net-pci,netdev=net0,romfile= -netdev tap,id=net1,fd=3 -device virtio-net-pci,netdev=net1,romfile=,mac=02:00:00:00:00:0a",
+		"vmssd.netip=10.0.0.4/24 vmssd.netgw=10.0.0.1",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("network args lack %q:\n%s", want, line)
+		}
+	}
+	line = strings.Join(d.qemuArgs(in, testSpec("vm-1", "/img"), img, st, false), " ")
 	if !strings.Contains(line, "-accel kvm -cpu host") || strings.Contains(line, "-kernel") || strings.Contains(line, "-append") || strings.Contains(line, "seed.iso") {
 		t.Errorf("disk-only kvm args: %s", line)
 	}

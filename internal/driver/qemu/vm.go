@@ -18,6 +18,7 @@ import (
 
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/hostproc"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 	"github.com/vmssd/vmssd/internal/driver/portpool"
 	"github.com/vmssd/vmssd/internal/fsutil"
 	"github.com/vmssd/vmssd/internal/qmp"
@@ -190,7 +191,19 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 		consoleOff = fi.Size()
 	}
 	accel := d.accel
-	args := d.qemuArgs(in, spec, img, st)
+	// A TAP on the virtual network's bridge, handed to QEMU as descriptor
+	// 3; closed here once QEMU has it, it lives as long as QEMU.
+	var extra []*os.File
+	mode := ""
+	if d.net.Wants(spec.Network) {
+		tap, err := d.net.CreateTap(in.ID, spec.Network)
+		if err != nil {
+			return fmt.Errorf("qemu: %w", err)
+		}
+		defer tap.Close()
+		extra, mode = []*os.File{tap}, netattach.ModeBridge
+	}
+	args := d.qemuArgs(in, spec, img, st, mode != "")
 
 	logf, err := os.OpenFile(in.Path(qemuLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
@@ -201,7 +214,7 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 	// Own session and process group: QEMU survives vmssd (even a SIGKILL
 	// of vmssd) and is re-adopted by Recover.
 	pid, start, err := hostproc.Spawn(argv[0], append(argv, args...), in.Dir,
-		[]string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}, logf)
+		[]string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}, logf, extra...)
 	if err != nil {
 		return fmt.Errorf("qemu: start QEMU: %w", err)
 	}
@@ -218,7 +231,7 @@ func (d *Driver) spawnLocked(ctx context.Context, in *instance, restart bool) (e
 		msg = "restarted after QEMU " + in.LastExit + "; booting (" + accel + ")"
 	}
 	in.update(func(st *state) {
-		st.PID, st.StartTime, st.Accel = pid, start, accel
+		st.PID, st.StartTime, st.Accel, st.Network = pid, start, accel, mode
 		st.BootStarted, st.Booted, st.ConsoleOffset = now, false, consoleOff
 		if restart {
 			st.Restarts++
@@ -724,7 +737,8 @@ const machineType = "pc"
 
 // qemuArgs returns QEMU's arguments for in. Paths inside the instance
 // directory are relative: QEMU runs there.
-func (d *Driver) qemuArgs(in *instance, spec driver.Spec, img image, st state) []string {
+// tap adds a second NIC on the TAP given as descriptor 3.
+func (d *Driver) qemuArgs(in *instance, spec driver.Spec, img image, st state, tap bool) []string {
 	res := st.Resources
 	args := []string{
 		"-name", "vmssd-" + in.ID,
@@ -758,9 +772,17 @@ func (d *Driver) qemuArgs(in *instance, spec driver.Spec, img image, st state) [
 		netdev += ",hostname=" + h
 	}
 	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=")
+	if tap {
+		mac, _ := netattach.MAC(in.ID, spec.Network) // validated with the spec
+		args = append(args, "-netdev", "tap,id=net1,fd=3",
+			"-device", "virtio-net-pci,netdev=net1,romfile=,mac="+mac.String())
+	}
 	cmdline := ""
 	if img.directBoot() {
 		cmdline = kernelParams(spec, img)
+		if tap {
+			cmdline += " " + networkParams(spec.Network)
+		}
 		if img.Cmdline != "" {
 			cmdline = img.Cmdline + " " + cmdline
 		}

@@ -33,38 +33,54 @@ func OpenNetns(pid int) (*Netns, error) {
 // Close releases the handle.
 func (n *Netns) Close() error { return n.f.Close() }
 
-// Dial connects to addr (tcp) from inside the namespace: the socket is
-// created by a thread that entered the namespace and went back afterwards
-// (a thread that cannot go back is retired with its goroutine).
+// Dial connects to addr (tcp) from inside the namespace.
 func (n *Netns) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+	var c net.Conn
+	err := n.do(func() (err error) {
+		d := net.Dialer{Timeout: dialTimeout}
+		c, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return c, err
+}
+
+// Listen listens on addr (tcp) inside the namespace.
+func (n *Netns) Listen(ctx context.Context, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := n.do(func() (err error) {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(ctx, "tcp", addr)
+		return err
+	})
+	return ln, err
+}
+
+// do runs f on a thread that entered the namespace and goes back
+// afterwards (a thread that cannot go back is retired with its goroutine):
+// the sockets f creates belong to the namespace.
+func (n *Netns) do(f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		back, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: err}
+			ch <- err
 			return
 		}
 		defer back.Close()
 		if err := unix.Setns(int(n.f.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("setns: %w", err)}
+			ch <- fmt.Errorf("setns: %w", err)
 			return
 		}
-		d := net.Dialer{Timeout: dialTimeout}
-		c, err := d.DialContext(ctx, "tcp", addr)
+		err = f()
 		if unix.Setns(int(back.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		} // else the locked thread exits with this goroutine
-		ch <- result{c, err}
+		ch <- err
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }
 
 // Forwarder carries the connections a host listener accepts to an address
