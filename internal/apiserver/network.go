@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/vmssd/vmssd/api/arm"
 	"github.com/vmssd/vmssd/internal/errs"
@@ -355,36 +356,53 @@ func (s *Server) deleteNet(k *netKind) handlerFunc {
 		ref := s.netRef(rc, k.typ)
 		unlock := s.subLocks.lock(ref.Sub)
 		defer unlock()
-		rec, rev, err := s.loadNet(ctx, ref)
-		if errs.IsKind(err, errs.NotFound) {
-			if _, _, err := s.loadRG(r, ref.Sub, ref.RG); err != nil {
+		for attempt := 0; attempt < 20; attempt++ {
+			rec, rev, err := s.loadNet(ctx, ref)
+			if errs.IsKind(err, errs.NotFound) {
+				if _, _, err := s.loadRG(r, ref.Sub, ref.RG); err != nil {
+					return err
+				}
+				w.WriteHeader(http.StatusNoContent)
+				return nil
+			}
+			if err != nil {
 				return err
 			}
-			w.WriteHeader(http.StatusNoContent)
+			if err := checkPreconditions(r, rev); err != nil {
+				return err
+			}
+			// The guard is read before the in-use checks: whoever starts
+			// to reference the resource bumps it.
+			guard := network.GuardKey(rec.Ref())
+			guardRev, err := s.keyRev(ctx, guard)
+			if err != nil {
+				return err
+			}
+			nw, err := k.deleteCheck(ctx, rec)
+			if err != nil {
+				return err
+			}
+			op, opPut := s.completedOp("network.delete", ref)
+			conds := append([]store.Cond{store.ModRevisionIs(ref.Key(), rev), store.ModRevisionIs(guard, guardRev)}, nw.conds...)
+			_, err = s.opts.Store.Txn(ctx, conds, append([]store.Op{store.Delete(ref.Key()), store.Delete(guard), opPut}, nw.ops...)...)
+			if errors.Is(err, store.ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			s.lroHeaders(w, r, op, rc.api)
+			w.WriteHeader(http.StatusAccepted)
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		if err := checkPreconditions(r, rev); err != nil {
-			return err
-		}
-		nw, err := k.deleteCheck(ctx, rec)
-		if err != nil {
-			return err
-		}
-		op, opPut := s.completedOp("network.delete", ref)
-		conds := append([]store.Cond{store.ModRevisionIs(ref.Key(), rev)}, nw.conds...)
-		if _, err := s.opts.Store.Txn(ctx, conds, append([]store.Op{store.Delete(ref.Key()), opPut}, nw.ops...)...); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return errs.New(errs.Conflict, "Conflict", "The resource was modified concurrently; retry the request.")
-			}
-			return err
-		}
-		s.lroHeaders(w, r, op, rc.api)
-		w.WriteHeader(http.StatusAccepted)
-		return nil
+		return errs.New(errs.Conflict, "Conflict", "The resource is being modified concurrently; retry the request.")
 	}
+}
+
+// touchGuard is the write that tells deleters of ref that it was just
+// referenced (see deleteNet).
+func (s *Server) touchGuard(ref model.NetRef) store.Op {
+	return store.Put(network.GuardKey(ref), []byte(s.opts.Now().UTC().Format(time.RFC3339Nano)))
 }
 
 // netUsers are the scale sets and load balancers that may reference a

@@ -190,6 +190,10 @@ func (s *Server) prepareLB(ctx context.Context, rc *reqCtx, ref model.NetRef, ol
 				}
 				// The public IP must not go away under the write.
 				nw.conds = append(nw.conds, store.ModRevisionIs(pip.Ref().Key(), pipRev))
+				if g := network.GuardKey(pip.Ref()); !keep[g] {
+					keep[g] = true
+					nw.ops = append(nw.ops, s.touchGuard(pip.Ref()))
+				}
 				continue
 			}
 			r := network.Reference{ID: strVal(f.Properties.Subnet.ID), Kind: network.RefSubnet, Target: target + ".subnet.id"}
@@ -210,7 +214,7 @@ func (s *Server) prepareLB(ctx context.Context, rc *reqCtx, ref model.NetRef, ol
 			nw.conds = append(nw.conds, store.ModRevisionIs(vref.Key(), vrev))
 			if g := network.GuardKey(vref); !keep[g] {
 				keep[g] = true
-				nw.ops = append(nw.ops, store.Put(g, []byte(s.opts.Now().UTC().String())))
+				nw.ops = append(nw.ops, s.touchGuard(vref))
 			}
 			addr, err := s.frontendAddress(ctx, ref, vref, strVal(sn.Name), f, old, fid, target)
 			if err != nil {
@@ -235,7 +239,14 @@ func (s *Server) prepareLB(ctx context.Context, rc *reqCtx, ref model.NetRef, ol
 	if old == nil {
 		return nw, nil
 	}
-	// Parts that scale sets use must stay.
+	// Parts that scale sets use must stay; a scale set that starts to use
+	// one meanwhile bumps the guard.
+	guard := network.GuardKey(ref)
+	guardRev, err := s.keyRev(ctx, guard)
+	if err != nil {
+		return nil, err
+	}
+	nw.conds = append(nw.conds, store.ModRevisionIs(guard, guardRev))
 	users, err := s.loadNetUsers(ctx)
 	if err != nil {
 		return nil, err

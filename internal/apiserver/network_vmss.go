@@ -21,8 +21,9 @@ import (
 // (403 LinkedAuthorizationFailed) and existing (400
 // InvalidResourceReference). Called on PUT and PATCH of a scale set; the
 // conditions and writes returned go into the scale set's transaction: the
-// referenced records must be unchanged, and the virtual networks' guards
-// are bumped so that a concurrent subnet deletion fails and looks again.
+// referenced records must be unchanged, and their guards
+// are bumped so that a concurrent deletion (or removal of a part) fails
+// and looks again.
 func (s *Server) checkNetworkProfile(ctx context.Context, c *Caller, ref model.SetRef, m *armcompute.VirtualMachineScaleSet) ([]store.Cond, []store.Op, error) {
 	nics := network.ScaleSetNICs(m)
 	const base = "properties.virtualMachineProfile.networkProfile.networkInterfaceConfigurations"
@@ -85,9 +86,7 @@ func (s *Server) checkNetworkProfile(ctx context.Context, c *Caller, ref model.S
 		if k := rec.Ref().Key(); !seen[k] {
 			seen[k] = true
 			conds = append(conds, store.ModRevisionIs(k, rev))
-			if r.Kind == network.RefSubnet {
-				ops = append(ops, store.Put(network.GuardKey(rec.Ref()), []byte(s.opts.Now().UTC().String())))
-			}
+			ops = append(ops, s.touchGuard(rec.Ref()))
 		}
 	}
 	return conds, ops, nil

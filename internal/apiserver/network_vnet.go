@@ -57,10 +57,6 @@ func (s *Server) vnetKind() *netKind {
 			if err != nil {
 				return nil, err
 			}
-			guardRev, err := s.keyRev(ctx, network.GuardKey(rec.Ref()))
-			if err != nil {
-				return nil, err
-			}
 			if vn.Properties != nil {
 				for _, sn := range vn.Properties.Subnets {
 					if by, err := s.subnetUser(ctx, rec.Ref(), strVal(sn.Name), users); err != nil {
@@ -70,7 +66,7 @@ func (s *Server) vnetKind() *netKind {
 					}
 				}
 			}
-			return &netWrite{conds: []store.Cond{store.ModRevisionIs(network.GuardKey(rec.Ref()), guardRev)}, ops: []store.Op{store.DeletePrefix(model.VNetAddrPrefix(rec.Ref()))}}, nil
+			return &netWrite{ops: []store.Op{store.DeletePrefix(model.VNetAddrPrefix(rec.Ref()))}}, nil
 		},
 	}
 }
@@ -164,13 +160,20 @@ func (s *Server) prepareVNet(ctx context.Context, rc *reqCtx, ref model.NetRef, 
 	}
 	nw := &netWrite{model: vn, location: strVal(vn.Location), tags: vn.Tags}
 	scope := ref.ID()
+	touched := map[string]bool{}
 	for i, sn := range vn.Properties.Subnets {
 		if sn.Properties == nil || sn.Properties.NetworkSecurityGroup == nil {
 			continue
 		}
 		r := network.Reference{ID: strVal(sn.Properties.NetworkSecurityGroup.ID), Kind: network.RefNSG, Target: "properties.subnets[" + strconv.Itoa(i) + "].properties.networkSecurityGroup.id"}
-		if _, _, err := s.linked(ctx, rc.caller, r, "Microsoft.Network/virtualNetworks/write", scope, network.SubnetID(ref, strVal(sn.Name))); err != nil {
+		nsg, nsgRev, err := s.linked(ctx, rc.caller, r, "Microsoft.Network/virtualNetworks/write", scope, network.SubnetID(ref, strVal(sn.Name)))
+		if err != nil {
 			return nil, err
+		}
+		if k := nsg.Ref().Key(); !touched[k] {
+			touched[k] = true
+			nw.conds = append(nw.conds, store.ModRevisionIs(k, nsgRev))
+			nw.ops = append(nw.ops, s.touchGuard(nsg.Ref()))
 		}
 	}
 	if cur == nil || cur.Properties == nil {

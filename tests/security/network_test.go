@@ -53,7 +53,10 @@ func lbBody(pip, lbID string) map[string]any {
 // when given, a backend pool.
 func setWithNIC(subnet, pool string) map[string]any {
 	b := testenv.VMSSBody(0, "latest", "Manual")
-	ipc := map[string]any{"subnet": map[string]any{"id": subnet}}
+	ipc := map[string]any{}
+	if subnet != "" {
+		ipc["subnet"] = map[string]any{"id": subnet}
+	}
 	if pool != "" {
 		ipc["loadBalancerBackendAddressPools"] = []any{map[string]any{"id": pool}}
 	}
@@ -219,8 +222,9 @@ func TestNetworkBadInput(t *testing.T) {
 	wantError(t, "old-if-match", r, 412, "PreconditionFailed", "")
 }
 
-// TestNetworkSubnetRace: a scale set naming a subnet and the subnet's
-// deletion, at once, never both succeed. The scale set is in another
+// TestNetworkSubnetRace: a scale set naming a subnet (or a load
+// balancer's pool) and the subnet's (load balancer's) deletion, at once,
+// never both succeed. The scale set is in another
 // subscription than the network, so the two writes do not share a
 // subscription's lock: the transactions alone must keep them apart.
 func TestNetworkSubnetRace(t *testing.T) {
@@ -253,6 +257,36 @@ func TestNetworkSubnetRace(t *testing.T) {
 		wg.Wait()
 		if setStatus == http.StatusCreated && delStatus == http.StatusAccepted {
 			t.Fatalf("round %d: the scale set was created and its subnet deleted", i)
+		}
+		if setStatus == http.StatusCreated {
+			deleteAtEnd(t, e, e.Token, set)
+		}
+	}
+	// The same with a load balancer's pool and the load balancer's
+	// deletion.
+	netPut(t, e, e.Token, vn+"/subnets/lbs", map[string]any{"properties": map[string]any{"addressPrefix": "10.0.200.0/24"}}, http.StatusCreated)
+	for i := range 30 {
+		name := "lb" + strconv.Itoa(i)
+		lb := e.RGPath("rg-race") + "/providers/Microsoft.Network/loadBalancers/" + name
+		netPut(t, e, e.Token, lb, map[string]any{"location": "local", "properties": map[string]any{
+			"frontendIPConfigurations": []any{map[string]any{"name": "fe", "properties": map[string]any{"subnet": map[string]any{"id": vn + "/subnets/lbs"}}}},
+			"backendAddressPools":      []any{map[string]any{"name": "pool"}},
+		}}, http.StatusCreated)
+		set := setsRG + "/providers/Microsoft.Compute/virtualMachineScaleSets/" + name
+		var setStatus, delStatus int
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			setStatus = send(t, e, e.Token, call{method: http.MethodPut, path: set, body: setWithNIC("", lb+"/backendAddressPools/pool")}).Status
+		}()
+		go func() {
+			defer wg.Done()
+			delStatus = send(t, e, e.Token, call{method: http.MethodDelete, path: lb + netAPI}).Status
+		}()
+		wg.Wait()
+		if setStatus == http.StatusCreated && delStatus == http.StatusAccepted {
+			t.Fatalf("round %d: the scale set was created and its load balancer deleted", i)
 		}
 		if setStatus == http.StatusCreated {
 			deleteAtEnd(t, e, e.Token, set)
