@@ -9,10 +9,12 @@ import (
 	"mime/multipart"
 	"net/textproto"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 )
 
 // seedLabel is the volume label cloud-init's NoCloud datasource looks for.
@@ -22,8 +24,11 @@ const seedLabel = "cidata"
 // id and hostname) and user-data: a #cloud-config setting the hostname and
 // creating the admin user with its ssh keys, followed, when the model has
 // customData, by that customData as a second part of a MIME multipart
-// document (cloud-init runs both, as on Azure).
-func seedFiles(spec driver.Spec) map[string][]byte {
+// document (cloud-init runs both, as on Azure). With vnet (the VM gets a
+// TAP on spec.Network) it adds a network-config (version 2): DHCP on the
+// user networking NIC, the private address on the virtual network's NIC,
+// both matched by MAC.
+func seedFiles(spec driver.Spec, vnet bool) map[string][]byte {
 	q := func(s string) string {
 		b, _ := json.Marshal(s) // a JSON string is a YAML scalar
 		return string(b)
@@ -57,7 +62,17 @@ func seedFiles(spec driver.Spec) map[string][]byte {
 	if len(spec.Provisioning.CustomData) > 0 {
 		user = multipartUserData(user, spec.Provisioning.CustomData)
 	}
-	return map[string][]byte{"meta-data": []byte(meta), "user-data": user}
+	files := map[string][]byte{"meta-data": []byte(meta), "user-data": user}
+	if vnet {
+		mac, _ := netattach.MAC(spec.ID, spec.Network) // validated with the spec
+		n := spec.Network
+		nc := "version: 2\nethernets:\n" +
+			"  user0:\n    match:\n      macaddress: " + q(userNetMAC) + "\n    dhcp4: true\n" +
+			"  vnet0:\n    match:\n      macaddress: " + q(mac.String()) + "\n" +
+			"    addresses:\n      - " + q(n.PrivateIP+"/"+strconv.Itoa(n.PrefixLen)) + "\n"
+		files["network-config"] = []byte(nc)
+	}
+	return files
 }
 
 // multipartUserData joins vmssd's cloud-config and the user's customData
@@ -105,8 +120,8 @@ func customDataType(b []byte) string {
 
 // writeSeed writes the instance's NoCloud seed, an ISO 9660 image labelled
 // "cidata", to path.
-func writeSeed(path string, spec driver.Spec) error {
-	img, err := buildISO(seedLabel, seedFiles(spec), time.Now())
+func writeSeed(path string, spec driver.Spec, vnet bool) error {
+	img, err := buildISO(seedLabel, seedFiles(spec, vnet), time.Now())
 	if err != nil {
 		return fmt.Errorf("qemu: cloud-init seed: %w", err)
 	}

@@ -432,7 +432,7 @@ func (d *Driver) writeInstanceFiles(ctx context.Context, dir string, spec driver
 		}
 	}
 	if img.CloudInit {
-		if err := writeSeed(filepath.Join(disk, seedFile), spec); err != nil {
+		if err := writeSeed(filepath.Join(disk, seedFile), spec, d.net.Wants(spec.Network)); err != nil {
 			return err
 		}
 	}

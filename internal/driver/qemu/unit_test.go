@@ -16,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/driver/netattach"
 )
 
 func fakeHost(pvm, kvmIntel bool, cpuFlags string, openErr error) hostProbe {
@@ -134,7 +137,7 @@ func TestQEMUArgs(t *testing.T) {
 	args = d.qemuArgs(in, spec, image{Kernel: "k", GuestPort: 80}, st, true)
 	line = strings.Join(args, " ")
 	for _, want := range []string{
-		"-device virtio-net-pci,netdev=net0,romfile= -netdev tap,id=net1,fd=3 -device virtio-net-pci,netdev=net1,romfile=,mac=02:00:00:00:00:0a",
+		"-device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 -netdev tap,id=net1,fd=3 -device virtio-net-pci,netdev=net1,romfile=,mac=02:00:00:00:00:0a",
 		"vmssd.netip=10.0.0.4/24 vmssd.netgw=10.0.0.1",
 	} {
 		if !strings.Contains(line, want) {
@@ -312,10 +315,47 @@ func TestBuildISO(t *testing.T) {
 	if _, err := buildISO("x", map[string][]byte{"Upper": nil}, time.Now()); err == nil {
 		t.Error("upper-case name accepted")
 	}
-	seed := seedFiles(testSpec("vm-1", "/img"))
+	seed := seedFiles(testSpec("vm-1", "/img"), false)
 	if string(seed["meta-data"]) != "instance-id: \"vm-1\"\nlocal-hostname: \"web000003\"\n" ||
 		!strings.HasPrefix(string(seed["user-data"]), "#cloud-config\nhostname: \"web000003\"\n") {
 		t.Errorf("seed files: %q", seed)
+	}
+	if _, ok := seed["network-config"]; ok {
+		t.Error("a VM without a virtual network gets a network-config")
+	}
+}
+
+// TestSeedNetworkConfig: a VM with a TAP gets a cloud-init network-config
+// giving its second NIC (by MAC) the private address.
+func TestSeedNetworkConfig(t *testing.T) {
+	spec := testSpec("vm-1", "/img")
+	spec.Network = driver.Network{NetworkID: "n", PrivateIP: "10.0.0.4", PrefixLen: 24}
+	files := seedFiles(spec, true)
+	var nc struct {
+		Version   int `yaml:"version"`
+		Ethernets map[string]struct {
+			Match struct {
+				MACAddress string `yaml:"macaddress"`
+			} `yaml:"match"`
+			DHCP4     bool     `yaml:"dhcp4"`
+			Addresses []string `yaml:"addresses"`
+		} `yaml:"ethernets"`
+	}
+	if err := yaml.Unmarshal(files["network-config"], &nc); err != nil {
+		t.Fatalf("network-config: %v\n%s", err, files["network-config"])
+	}
+	mac, _ := netattach.MAC("vm-1", spec.Network)
+	user, vnet := nc.Ethernets["user0"], nc.Ethernets["vnet0"]
+	if nc.Version != 2 || user.Match.MACAddress != userNetMAC || !user.DHCP4 ||
+		vnet.Match.MACAddress != mac.String() || !slices.Equal(vnet.Addresses, []string{"10.0.0.4/24"}) || vnet.DHCP4 {
+		t.Errorf("network-config: %+v", nc)
+	}
+	img, err := buildISO(seedLabel, files, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := isoFile(t, img, "NETWORK-CONFIG;1"); !ok || !bytes.Equal(got, files["network-config"]) {
+		t.Errorf("seed ISO lacks network-config: %v", ok)
 	}
 }
 
@@ -444,7 +484,7 @@ func TestNoVM(t *testing.T) {
 
 func TestSeedFilesProvisioning(t *testing.T) {
 	spec := driver.Spec{ID: "id1", Metadata: driver.Metadata{VMID: "vm-1", ComputerName: "web000001"}}
-	plain := string(seedFiles(spec)["user-data"])
+	plain := string(seedFiles(spec, false)["user-data"])
 	if !strings.HasPrefix(plain, "#cloud-config\n") || strings.Contains(plain, "users:") {
 		t.Fatalf("user-data without provisioning: %q", plain)
 	}
@@ -453,7 +493,7 @@ func TestSeedFilesProvisioning(t *testing.T) {
 		SSHKeys:       []string{"ssh-ed25519 AAAAC3Nza key1\n"},
 		CustomData:    []byte("#!/bin/sh\necho hello > /tmp/custom\n"),
 	}
-	files := seedFiles(spec)
+	files := seedFiles(spec, false)
 	user := string(files["user-data"])
 	for _, want := range []string{
 		"Content-Type: multipart/mixed; boundary=",

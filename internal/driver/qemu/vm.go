@@ -731,6 +731,10 @@ func (d *Driver) stopVMLocked(ctx context.Context, in *instance, graceful bool) 
 // qemuLogMaxBytes bounds qemu.log.
 const qemuLogMaxBytes = 256 << 10
 
+// userNetMAC is the MAC of the user networking NIC (QEMU's default for a
+// first NIC), set explicitly when the VM has a second one.
+const userNetMAC = "52:54:00:12:34:56"
+
 // machineType is the QEMU machine: "pc" (i440fx). microvm has no
 // PIT/HPET reference clock and hangs under TCG; q35 boots slower.
 const machineType = "pc"
@@ -771,7 +775,11 @@ func (d *Driver) qemuArgs(in *instance, spec driver.Spec, img image, st state, t
 	if h := spec.Metadata.ComputerName; validHostname(h) {
 		netdev += ",hostname=" + h
 	}
-	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=")
+	nic0 := "virtio-net-pci,netdev=net0,romfile="
+	if tap {
+		nic0 += ",mac=" + userNetMAC // matched by a cloud-init network-config
+	}
+	args = append(args, "-netdev", netdev, "-device", nic0)
 	if tap {
 		mac, _ := netattach.MAC(in.ID, spec.Network) // validated with the spec
 		args = append(args, "-netdev", "tap,id=net1,fd=3",
