@@ -443,7 +443,8 @@ func (s *Server) groupNetworkOps(ctx context.Context, sub, rg string) ([]store.O
 				ops = append(ops, store.DeletePrefix(model.VNetAddrPrefix(rec.Ref())))
 			}
 		}
-		ops = append(ops, store.DeletePrefix(model.NetPrefix(typ, sub, rg)))
+		ops = append(ops, store.DeletePrefix(model.NetPrefix(typ, sub, rg)),
+			store.DeletePrefix(model.PrefixIPAM+"guard/"+strings.TrimPrefix(model.NetPrefix(typ, sub, rg), model.PrefixNetwork)))
 	}
 	return ops, nil
 }

@@ -1,6 +1,7 @@
 package security
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vmssd/vmssd/internal/auth"
+	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/testenv"
 )
 
@@ -290,6 +292,40 @@ func TestNetworkSubnetRace(t *testing.T) {
 		}
 		if setStatus == http.StatusCreated {
 			deleteAtEnd(t, e, e.Token, set)
+		}
+	}
+}
+
+// TestNetworkGroupDelete: deleting a resource group removes its network
+// resources and frees their addresses.
+func TestNetworkGroupDelete(t *testing.T) {
+	e := start(t, testenv.Options{})
+	e.CreateRG("rg-gone")
+	rg := e.RGPath("rg-gone") + "/providers/Microsoft.Network/"
+	netPut(t, e, e.Token, rg+"virtualNetworks/vn", vnetBody("10.0.0.0/16", ""), http.StatusCreated)
+	netPut(t, e, e.Token, rg+"publicIPAddresses/ip", map[string]any{"location": "local"}, http.StatusCreated)
+	netPut(t, e, e.Token, rg+"loadBalancers/lb", map[string]any{"location": "local", "properties": map[string]any{
+		"frontendIPConfigurations": []any{
+			map[string]any{"name": "pub", "properties": map[string]any{"publicIPAddress": map[string]any{"id": e.RGPath("rg-gone") + "/providers/Microsoft.Network/publicIPAddresses/ip"}}},
+			map[string]any{"name": "priv", "properties": map[string]any{"subnet": map[string]any{"id": e.RGPath("rg-gone") + "/providers/Microsoft.Network/virtualNetworks/vn/subnets/default"}}},
+		}}}, http.StatusCreated)
+	kvs, _, err := e.Server.Store.List(context.Background(), model.PrefixIPAM)
+	if err != nil || len(kvs) == 0 {
+		t.Fatalf("no address records before the delete: %v", err)
+	}
+	r := send(t, e, e.Token, call{method: http.MethodDelete, path: e.RGPath("rg-gone")})
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("delete rg: %d %s", r.Status, r.Body)
+	}
+	waitOp(t, e, r)
+	for _, p := range []string{"virtualNetworks/vn", "publicIPAddresses/ip", "loadBalancers/lb"} {
+		if r := send(t, e, e.Token, call{method: http.MethodGet, path: rg + p + netAPI}); r.Status != http.StatusNotFound {
+			t.Errorf("%s after the group's deletion: %d", p, r.Status)
+		}
+	}
+	for _, prefix := range []string{model.PrefixNetwork, model.PrefixIPAM} {
+		if kvs, _, err := e.Server.Store.List(context.Background(), prefix); err != nil || len(kvs) != 0 {
+			t.Errorf("%d records left under %s (%v)", len(kvs), prefix, err)
 		}
 	}
 }
