@@ -152,6 +152,8 @@ type vmssCreateOptions struct {
 	scaleIn       string
 	// policy are the rolling upgrade policy flags (rolling.go).
 	policy upgradePolicyFlags
+	// net are az's networking defaults (vmss_netdefaults.go).
+	net vmssNetFlags
 
 	imageRef *armcompute.ImageReference
 	fdSet    bool
@@ -181,7 +183,11 @@ func newVMSSCreateCommand(root *rootOptions) *cobra.Command {
 	f.Int32Var(&o.faultDomains, "fault-domain-count", 0, "platform fault domain count (1-5)")
 	f.StringVar(&o.scaleIn, "scale-in-policy", "", "scale-in policy: Default, OldestVM or NewestVM")
 	o.policy.addRollingFlags(cmd)
-	cmd.PreRun = func(c *cobra.Command, _ []string) { o.fdSet = c.Flags().Changed("fault-domain-count") }
+	o.net.addFlags(cmd)
+	cmd.PreRun = func(c *cobra.Command, _ []string) {
+		o.fdSet = c.Flags().Changed("fault-domain-count")
+		o.net.complete(c, o.ref.name)
+	}
 	return bind(root, cmd, o)
 }
 
@@ -252,7 +258,7 @@ func (o *vmssCreateOptions) Validate() error {
 	case o.vmSKU == "":
 		return usageErrorf("--vm-sku must not be empty")
 	}
-	return nil
+	return o.net.validate()
 }
 
 // body builds the scale set to PUT.
@@ -318,7 +324,13 @@ func (o *vmssCreateOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := client.BeginCreateOrUpdate(ctx, o.ref.rg, o.ref.name, o.body(location), nil)
+	body := o.body(location)
+	np, err := o.net.ensure(ctx, o.root, o.ref.rg, o.ref.name, location)
+	if err != nil {
+		return err
+	}
+	body.Properties.VirtualMachineProfile.NetworkProfile = np
+	p, err := client.BeginCreateOrUpdate(ctx, o.ref.rg, o.ref.name, body, nil)
 	if err != nil {
 		return err
 	}
