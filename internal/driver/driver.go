@@ -33,6 +33,10 @@ var ErrSizeUnsupported = errors.New("driver: VM size not supported")
 // run it unsandboxed.
 var ErrSandboxUnavailable = errors.New("driver: this host cannot sandbox the instance")
 
+// ErrNetworkInvalid is wrapped by errors about a Spec.Network that cannot
+// be attached (not an IPv4 address, prefix length, gateway or MAC).
+var ErrNetworkInvalid = errors.New("driver: invalid network attachment")
+
 // Power is the observed power state of an instance.
 type Power string
 

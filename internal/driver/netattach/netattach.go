@@ -74,8 +74,15 @@ func Available() error {
 
 // Validate checks a driver.Network that asks for an attachment (NetworkID
 // set): an IPv4 private address, a prefix length, a gateway in the subnet,
-// a unicast MAC.
+// a unicast MAC. Its errors wrap driver.ErrNetworkInvalid.
 func Validate(n driver.Network) error {
+	if err := validate(n); err != nil {
+		return fmt.Errorf("%w: %w", driver.ErrNetworkInvalid, err)
+	}
+	return nil
+}
+
+func validate(n driver.Network) error {
 	if n.NetworkID == "" {
 		return nil
 	}

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -171,5 +172,20 @@ func TestNetworkBridge(t *testing.T) {
 	}
 	if links, err := names.Links(); err != nil || len(links) != 0 {
 		t.Errorf("left after deletes: %v %v", links, err)
+	}
+}
+
+// TestCreateRejectsBadNetwork: a network attachment that cannot be made is
+// refused before anything is created, on any host.
+func TestCreateRejectsBadNetwork(t *testing.T) {
+	root := t.TempDir()
+	d := newTestDriver(t, root)
+	spec := testSpec("bad-net", drivertest.ProcessImage(t, "1.0.0"))
+	spec.Network = driver.Network{NetworkID: "n", PrivateIP: "10.0.0.300", PrefixLen: 24}
+	if _, err := d.Create(t.Context(), spec); !errors.Is(err, driver.ErrNetworkInvalid) {
+		t.Fatalf("Create with a bad private IP: %v", err)
+	}
+	if _, err := d.Inspect(t.Context(), "bad-net"); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("the instance exists: %v", err)
 	}
 }

@@ -89,9 +89,6 @@ var (
 	// ErrConflict is returned by Create for an existing ID whose image
 	// differs from the requested one (use Reimage to change it).
 	ErrConflict = errors.New("process: instance exists with another image")
-	// ErrInvalidNetwork is returned by Create and Reimage for a
-	// Spec.Network that cannot be attached (bad address, prefix, MAC).
-	ErrInvalidNetwork = errors.New("process: invalid network attachment")
 )
 
 // Options configures a Driver. Zero values select the defaults.
@@ -299,7 +296,7 @@ func (d *Driver) checkSpec(op string, spec driver.Spec) (driver.Spec, manifest, 
 		return spec, m, nil, "", fmt.Errorf("process: %s %s: %w", op, spec.ID, err)
 	}
 	if err := netattach.Validate(spec.Network); err != nil {
-		return spec, m, nil, "", fmt.Errorf("process: %s %s: %w: %w", op, spec.ID, ErrInvalidNetwork, err)
+		return spec, m, nil, "", fmt.Errorf("process: %s %s: %w", op, spec.ID, err)
 	}
 	return spec, m, raw, iso, nil
 }

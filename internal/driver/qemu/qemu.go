@@ -115,9 +115,6 @@ var (
 	// ErrConflict is returned by Create for an existing ID whose image
 	// differs from the requested one (use Reimage to change it).
 	ErrConflict = errors.New("qemu: instance exists with another image")
-	// ErrInvalidNetwork is returned by Create and Reimage for a
-	// Spec.Network that cannot be attached (bad address, prefix, MAC).
-	ErrInvalidNetwork = errors.New("qemu: invalid network attachment")
 )
 
 // DefaultReadyMarkers are the console lines that say a guest has booted
@@ -470,7 +467,7 @@ func (d *Driver) checkSpec(op string, spec driver.Spec) (driver.Spec, image, []b
 		return spec, image{}, nil, resources{}, fmt.Errorf("qemu: %s %s: %w", op, spec.ID, err)
 	}
 	if err := netattach.Validate(spec.Network); err != nil {
-		return spec, image{}, nil, resources{}, fmt.Errorf("qemu: %s %s: %w: %w", op, spec.ID, ErrInvalidNetwork, err)
+		return spec, image{}, nil, resources{}, fmt.Errorf("qemu: %s %s: %w", op, spec.ID, err)
 	}
 	return spec, img, raw, res, nil
 }
