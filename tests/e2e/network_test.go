@@ -137,6 +137,23 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 	setGuestHealthy(t, pid, true)
 	testenv.Eventually(t, 12*time.Second, "instance 1 back in rotation", func() bool { return data.Health()[member].InRotation })
 
+	// Power off and deallocate drain first; start brings the instance back
+	// once its probe passes. No request fails meanwhile.
+	l := startLoad(s.frontend(), 50, 2*time.Minute)
+	time.Sleep(500 * time.Millisecond)
+	waitOp(t, e, e.Do(http.MethodPost, path+"/virtualMachines/0/poweroff", nil))
+	waitOp(t, e, e.Do(http.MethodPost, path+"/virtualMachines/2/deallocate", nil))
+	member0 := netctl.MemberID(set, 0, "nic")
+	if data.Health()[member0].InRotation {
+		t.Errorf("instance 0 in rotation while powered off: %+v", data.Health()[member0])
+	}
+	waitOp(t, e, e.Do(http.MethodPost, path+"/virtualMachines/0/start", nil))
+	waitOp(t, e, e.Do(http.MethodPost, path+"/virtualMachines/2/start", nil))
+	testenv.Eventually(t, 15*time.Second, "instance 0 back in rotation", func() bool { return data.Health()[member0].InRotation })
+	if failed := l.stop(t, "lb power off, deallocate, start"); failed != 0 {
+		t.Errorf("%d requests failed while instances were stopped and started", failed)
+	}
+
 	// Scale-out adds a backend.
 	waitOp(t, e, e.Do(http.MethodPatch, path, map[string]any{"sku": map[string]any{"capacity": 4}}))
 	waitHealthy(t, e, "rg", "web", 4, 60*time.Second)
@@ -145,7 +162,7 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 	})
 
 	// Scale-in drains the leaving instances first: no request fails.
-	l := startLoad(s.frontend(), 50, 2*time.Minute)
+	l = startLoad(s.frontend(), 50, 2*time.Minute)
 	time.Sleep(500 * time.Millisecond)
 	waitOp(t, e, e.Do(http.MethodPatch, path, map[string]any{"sku": map[string]any{"capacity": 2}}))
 	time.Sleep(time.Second)
