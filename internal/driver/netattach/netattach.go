@@ -11,7 +11,10 @@
 // reverse-path filtering (rp_filter=1) drops what an instance sends to one
 // of the host's other addresses (its source is not routed via the bridge).
 // Instances keep reaching the host's services only through what vmssd
-// forwards (the loopback forwards).
+// forwards (the loopback forwards). Within one network, a container cannot
+// forge its addresses (the process driver runs it without CAP_NET_ADMIN and
+// CAP_NET_RAW); a VM's guest owns its NIC and can (there is no source
+// filtering on the bridge ports yet).
 //
 // Names are deterministic, so that Recover can find a link again and the
 // sweep can tell ours from anything else: "vb" (bridge), "vs" (host end of

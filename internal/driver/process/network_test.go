@@ -3,9 +3,13 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -105,6 +109,20 @@ func TestNetworkBridge(t *testing.T) {
 			t.Errorf("%s: network %q %q, want %q %q", in.id, in.st.Network, in.st.PrivateIP, wantMode, wantIP)
 		}
 	}
+	// The attached guests cannot open raw or packet sockets (no forged
+	// addresses on the bridge), and ping through ICMP sockets instead.
+	for _, in := range insts {
+		raw := capEff(t, in.st.PID)&(1<<13) != 0 // CAP_NET_RAW
+		if raw != (in.ip == "") {
+			t.Errorf("%s: CAP_NET_RAW %v", in.id, raw)
+		}
+	}
+	if out, err := exec.Command("nsenter", "--net=/proc/"+strconv.Itoa(byID["a1"].st.PID)+"/ns/net", "cat", "/proc/sys/net/ipv4/ping_group_range").CombinedOutput(); err != nil {
+		t.Logf("cannot read ping_group_range: %v %s", err, out)
+	} else if got, want := strings.Join(strings.Fields(string(out)), " "), fmt.Sprintf("%d %d", sandbox.DefaultHostID, sandbox.DefaultHostID+sandbox.DefaultIDs-1); got != want {
+		// The container's groups 0-65535, as the host sees them.
+		t.Errorf("ping_group_range in a1's namespace: %q, want %q", got, want)
+	}
 	reach := func(from, to string) (string, error) {
 		f, dst := byID[from], byID[to]
 		return nsGet(t, f.st.PID, "http://"+net.JoinHostPort(dst.ip, guestPort(dst.st))+"/metadata")
@@ -188,4 +206,24 @@ func TestCreateRejectsBadNetwork(t *testing.T) {
 	if _, err := d.Inspect(t.Context(), "bad-net"); !errors.Is(err, driver.ErrNotFound) {
 		t.Errorf("the instance exists: %v", err)
 	}
+}
+
+// capEff returns the effective capabilities of process pid.
+func capEff(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no CapEff in /proc/%d/status", pid)
+	return 0
 }

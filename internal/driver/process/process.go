@@ -14,7 +14,9 @@
 // That namespace has only loopback, unless the spec asks for a virtual
 // network (driver.Spec.Network) and the host can attach it (root, netlink:
 // package netattach): then a veth on the network's bridge is its eth0, with
-// the spec's private IP, MAC and route, and the guest gets
+// the spec's private IP, MAC and route, the guest loses CAP_NET_RAW (it
+// cannot put forged addresses on the bridge, and has no CAP_NET_ADMIN to
+// change its own; ping works through ICMP sockets), and it gets
 // VMSSD_PRIVATE_IP (it should listen there, or on every address, to be
 // reached by its neighbours). The attachment is renewed with every
 // container, checked by Recover (re-attached when a crash lost it) and

@@ -382,7 +382,7 @@ func (d *Driver) spawnContainer(in *instance, port int, spec driver.Spec, m mani
 	cs, err := sandbox.Spec(sandbox.Config{
 		Rootfs: rootfs, Args: argv, Env: env, Cwd: "/", Hostname: hostname, Binds: binds,
 		IDs: sb.ids, VCPUs: spec.VCPUs, MemoryMB: spec.MemoryMB, Pids: sb.pids,
-		CgroupsPath: sb.cgroupPath(in.ID),
+		CgroupsPath: sb.cgroupPath(in.ID), Attached: d.net.Wants(spec.Network),
 	})
 	if err != nil {
 		return nil, err

@@ -57,8 +57,23 @@ func TestSpecDefaults(t *testing.T) {
 	if s.Linux.Seccomp == nil || len(s.Linux.Seccomp.Syscalls) == 0 {
 		t.Error("no seccomp profile")
 	}
-	if slices.Contains(s.Process.Capabilities.Bounding, "CAP_SYS_ADMIN") {
-		t.Error("CAP_SYS_ADMIN granted")
+	if slices.Contains(s.Process.Capabilities.Bounding, "CAP_SYS_ADMIN") || slices.Contains(s.Process.Capabilities.Bounding, "CAP_NET_ADMIN") {
+		t.Error("CAP_SYS_ADMIN or CAP_NET_ADMIN granted")
+	}
+	if len(s.Linux.Sysctl) != 0 {
+		t.Errorf("sysctls without a network: %v", s.Linux.Sysctl)
+	}
+	// On a shared network: no raw sockets, ping through ICMP sockets.
+	a, err := Spec(Config{Rootfs: "/r", Args: []string{"/bin/sh"}, CgroupsPath: "/vmssd/x", Attached: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(a.Process.Capabilities.Bounding, "CAP_NET_RAW") || slices.Contains(a.Process.Capabilities.Effective, "CAP_NET_RAW") ||
+		!slices.Contains(a.Process.Capabilities.Bounding, "CAP_NET_BIND_SERVICE") {
+		t.Errorf("attached capabilities: %v", a.Process.Capabilities.Bounding)
+	}
+	if got := a.Linux.Sysctl["net.ipv4.ping_group_range"]; got != "0 65535" {
+		t.Errorf("ping_group_range %q", got)
 	}
 	d, err := Spec(Config{Rootfs: "/r", Args: []string{"x"}, CgroupsPath: "/c"})
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/moby/profiles/seccomp"
@@ -99,6 +100,13 @@ type Config struct {
 	// CgroupsPath is the container's cgroup, relative to each hierarchy's
 	// root (runc's cgroupfs driver). Required.
 	CgroupsPath string
+	// Attached says the network namespace will join a shared virtual
+	// network (package netattach): CAP_NET_RAW is dropped, so the guest
+	// opens no packet or raw socket and cannot put forged addresses on the
+	// bridge (it has no CAP_NET_ADMIN to change its own either), and ICMP
+	// echo sockets are allowed instead (net.ipv4.ping_group_range), so
+	// ping keeps working.
+	Attached bool
 }
 
 // DefaultCapabilities is Docker's default capability set: container root
@@ -156,6 +164,11 @@ func Spec(c Config) (*specs.Spec, error) {
 	noNew := true
 
 	caps := append([]string(nil), DefaultCapabilities...)
+	var sysctl map[string]string
+	if c.Attached {
+		caps = slices.DeleteFunc(caps, func(c string) bool { return c == "CAP_NET_RAW" })
+		sysctl = map[string]string{"net.ipv4.ping_group_range": fmt.Sprintf("0 %d", ids.Size-1)}
+	}
 	s := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
@@ -192,6 +205,7 @@ func Spec(c Config) (*specs.Spec, error) {
 				{Type: specs.CgroupNamespace},
 			},
 			CgroupsPath: c.CgroupsPath,
+			Sysctl:      sysctl,
 			Resources: &specs.LinuxResources{
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 				Memory:  &specs.LinuxMemory{Limit: &memBytes},
