@@ -68,6 +68,11 @@ func TestZeroDowntimeBehindLoadBalancer(t *testing.T) {
 				return len(answering(t, s.frontend(), 60)) == 10
 			})
 
+			before := map[string]string{}
+			for _, v := range listVMs(t, e, "rg", "web") {
+				before[v.InstanceID] = nicAddress(t, e, path, v.InstanceID)
+			}
+
 			l := startLoad(s.frontend(), downtimeRate, 5*time.Minute)
 			time.Sleep(time.Second) // steady state first
 			start := time.Now()
@@ -76,6 +81,12 @@ func TestZeroDowntimeBehindLoadBalancer(t *testing.T) {
 			for id, v := range versions(t, vms) {
 				if v != "1.1.0" {
 					t.Errorf("instance %s runs %s after the upgrade", id, v)
+				}
+			}
+			// Upgrades keep each instance's private address.
+			for _, v := range vms {
+				if a := nicAddress(t, e, path, v.InstanceID); a != before[v.InstanceID] {
+					t.Errorf("instance %s: private address %s before the upgrade, %s after", v.InstanceID, before[v.InstanceID], a)
 				}
 			}
 			// Every instance serves again before the load stops.
