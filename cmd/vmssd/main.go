@@ -22,6 +22,7 @@ import (
 	"github.com/vmssd/vmssd/internal/artifact"
 	"github.com/vmssd/vmssd/internal/auth"
 	"github.com/vmssd/vmssd/internal/guest"
+	"github.com/vmssd/vmssd/internal/network"
 	"github.com/vmssd/vmssd/internal/server"
 )
 
@@ -76,6 +77,10 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "time a connection has to complete TLS and send its request headers")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "idle keep-alive connections are closed after this")
 	fs.Float64Var(&cfg.TokenRateLimit, "token-rate-limit", auth.DefaultTokenRatePerAddress, "token requests per second and client address (-1: no limit)")
+	fs.Func("public-ip-pool", "comma-separated IPv4 prefixes public IP addresses come from (default 127.0.1.0/24,127.0.2.0/23: loopback)", func(v string) (err error) {
+		cfg.PublicIPPool, err = network.ParsePool(v)
+		return err
+	})
 	debug := fs.Bool("debug", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err

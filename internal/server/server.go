@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,7 +104,10 @@ type Config struct {
 	// finish before a host action takes it down (default
 	// netctl.DefaultDrainPeriod, shorter when the idle timeout is).
 	DrainPeriod time.Duration
-	Logger      *slog.Logger
+	// PublicIPPool is where public IP addresses come from (default
+	// network.DefaultPublicPool: loopback addresses, no setup).
+	PublicIPPool []netip.Prefix
+	Logger       *slog.Logger
 }
 
 // DefaultSubscriptionID is the subscription created at first start.
@@ -270,7 +274,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Store: s.Store, Auth: &authenticator{issuer: s.Issuer, store: s.Store}, Observer: ctrl, Artifacts: imgs,
 		TokenHandler: s.Issuer.Handler(auth.LookupSource{Lookup: lookupCredential(s.Store)}), Logger: log,
 		Location: cfg.Location, Audience: auth.DefaultAudience, PageSize: cfg.PageSize,
-		SecretRotated: s.secretRotated, Metrics: s.Metrics.Handler(),
+		SecretRotated: s.secretRotated, Metrics: s.Metrics.Handler(), PublicIPPool: cfg.PublicIPPool,
 	})
 	tlsCfg := bundle.ServerTLSConfig()
 	s.httpSrv = &http.Server{

@@ -14,12 +14,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -102,6 +105,7 @@ func Start(t testing.TB, o Options) *Env {
 	// (VMSSD_E2E=1) always sandboxes.
 	cfg.UnsandboxedProcessImages = !CanSandbox() && os.Getenv("VMSSD_E2E") != "1"
 	cfg.ProcessIsolation = o.ProcessIsolation
+	cfg.PublicIPPool = publicPool(o.DataDir)
 	s, err := server.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start vmssd: %v", err)
@@ -116,6 +120,32 @@ func Start(t testing.TB, o Options) *Env {
 		KillInstances(o.DataDir)
 	})
 	return e
+}
+
+// Public IP pools: every data dir gets its own loopback /24, so servers
+// of parallel tests (and of other test processes on the machine) do not
+// hand out, and listen on, the same addresses; a restart on the same data
+// dir keeps its pool. The second octet is drawn once per process, the
+// third counts up.
+var (
+	poolMu     sync.Mutex
+	poolByDir  = map[string][]netip.Prefix{}
+	poolOctet  = 32 + mrand.IntN(223)
+	poolNext   = mrand.IntN(256)
+	poolIssued int
+)
+
+func publicPool(dataDir string) []netip.Prefix {
+	poolMu.Lock()
+	defer poolMu.Unlock()
+	if p, ok := poolByDir[dataDir]; ok {
+		return p
+	}
+	third := (poolNext + poolIssued) % 256
+	poolIssued++
+	p := []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{127, byte(poolOctet), byte(third), 0}), 24)}
+	poolByDir[dataDir] = p
+	return p
 }
 
 // CanSandbox reports whether this host runs process instances in runc
