@@ -672,6 +672,7 @@ var hostErrors = []struct {
 	{driver.ErrSizeUnsupported, errs.Invalid, "SkuNotAvailable"},
 	{driver.ErrImageInvalid, errs.Invalid, "InvalidImage"},
 	{driver.ErrSandboxUnavailable, errs.Conflict, "SandboxNotAvailable"},
+	{driver.ErrNetworkInvalid, errs.Invalid, "InvalidNetworkConfiguration"},
 }
 
 // instanceError is the ARM error recorded on an instance whose host action
