@@ -126,8 +126,15 @@ func (r *Runtime) Run(ctx context.Context, id, bundle string, stdio *os.File) (i
 	}
 	pidFile := filepath.Join(bundle, "init.pid")
 	logFile := filepath.Join(bundle, "runc.log")
-	os.Remove(pidFile)
-	os.Remove(logFile)
+	// What a previous run left, also when runc was killed with vmssd: runc
+	// writes the pid file through a temporary "."+name (opened O_EXCL,
+	// then renamed), and a runc killed in between leaves it, failing every
+	// later run with "file exists".
+	for _, f := range []string{pidFile, pidTempFile(pidFile), logFile} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("sandbox: runc run %s: %w", id, err)
+		}
+	}
 	cmd := r.command(ctx, "--log", logFile, "--log-format", "json",
 		"run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
 	// Both must be the *os.File itself: the container inherits them, and a
@@ -149,6 +156,11 @@ func (r *Runtime) Run(ctx context.Context, id, bundle string, stdio *os.File) (i
 		return 0, fmt.Errorf("sandbox: runc run %s: bad pid file %q", id, b)
 	}
 	return pid, nil
+}
+
+// pidTempFile is the temporary file runc writes pidFile through.
+func pidTempFile(pidFile string) string {
+	return filepath.Join(filepath.Dir(pidFile), "."+filepath.Base(pidFile))
 }
 
 // runcError returns the last error runc logged in its JSON log file.
@@ -203,13 +215,32 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal) error
 }
 
 // Delete removes container id, killing what still runs in it (runc delete
-// --force). Deleting an unknown container is not an error.
+// --force). Deleting an unknown container is not an error; its state
+// directory, when a runc killed while creating it left one without a state
+// file (which makes the next run of the id fail), is removed.
 func (r *Runtime) Delete(ctx context.Context, id string) error {
 	if _, err := r.run(ctx, "delete", "--force", id); err != nil {
 		if strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "not exist") {
-			return nil
+			return r.removeStaleState(id)
 		}
 		return fmt.Errorf("sandbox: %w", err)
+	}
+	return nil
+}
+
+// removeStaleState removes the state directory of container id when it
+// has no state file (runc sees no container there, yet refuses to create
+// one).
+func (r *Runtime) removeStaleState(id string) error {
+	if !ValidContainerID(id) || id == "." || id == ".." {
+		return nil
+	}
+	dir := filepath.Join(r.root, id)
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("sandbox: stale state of container %s: %w", id, err)
 	}
 	return nil
 }

@@ -248,3 +248,75 @@ echo ok > /index.html; echo ready; exec httpd -f -p 127.0.0.1:%d -h /`, secret, 
 		t.Error("container still known after Delete")
 	}
 }
+
+// TestRunAfterKilledRun runs a container over what a runc killed with
+// vmssd (SIGKILL, through Pdeathsig) leaves: the temporary pid file it
+// writes before renaming it (a new run failed with ".init.pid: file
+// exists"), a stale pid file, and a state directory without a state file.
+func TestRunAfterKilledRun(t *testing.T) {
+	requireRunc(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	os.Chmod(filepath.Dir(dir), 0o711)
+	if err := GuardDir(dir, IDMap{}); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := NewRuntime("", filepath.Join(dir, "runc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	rootfs := filepath.Join(bundle, "rootfs")
+	if err := GuardDir(bundle, IDMap{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := ShiftOwner(ctx, rootfs, IDMap{}); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := Spec(Config{
+		Rootfs: rootfs, Args: []string{"/bin/busybox", "sleep", "60"}, Env: []string{"PATH=/bin"},
+		CgroupsPath: "/vmssd-test/" + filepath.Base(dir),
+		Binds:       []Bind{{Source: "/bin/busybox", Dest: "/bin/busybox"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteBundle(bundle, spec); err != nil {
+		t.Fatal(err)
+	}
+	id := "t-" + filepath.Base(dir)
+	t.Cleanup(func() { rt.Delete(context.Background(), id) })
+	for _, f := range []string{".init.pid", "init.pid"} {
+		if err := os.WriteFile(filepath.Join(bundle, f), []byte("4194304"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "runc", id), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	// What the process driver does before every start.
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	console, err := os.Create(filepath.Join(dir, "console"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer console.Close()
+	pid, err := rt.Run(ctx, id, bundle, console)
+	if err != nil {
+		t.Fatalf("run over a killed run's leftovers: %v", err)
+	}
+	if st, err := rt.State(ctx, id); err != nil || st.Pid != pid || st.Status != "running" {
+		t.Fatalf("state %+v %v, want running pid %d", st, err, pid)
+	}
+	if _, err := os.Stat(filepath.Join(bundle, ".init.pid")); !os.IsNotExist(err) {
+		t.Errorf("temporary pid file left: %v", err)
+	}
+	if err := rt.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+}
