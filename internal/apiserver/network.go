@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/vmssd/vmssd/internal/network"
 	"github.com/vmssd/vmssd/internal/state"
 	"github.com/vmssd/vmssd/internal/store"
+	"github.com/vmssd/vmssd/internal/template"
 )
 
 // Microsoft.Network: virtual networks (and their subnets as child
@@ -133,9 +135,26 @@ func (s *Server) linked(ctx context.Context, c *Caller, ref network.Reference, a
 	return rec, rev, nil
 }
 
+// lenient converts a JSON body toward the SDK model type t as ARM's JSON
+// handling does ("50119" for an integer property, "true" for a boolean):
+// az's templates send port numbers as strings.
+func lenient(body []byte, t reflect.Type) []byte {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return body
+	}
+	b, err := json.Marshal(template.CoerceTo(v, t))
+	if err != nil {
+		return body
+	}
+	return b
+}
+
 // netKind describes one top-level Microsoft.Network resource type.
 type netKind struct {
 	typ string // model.NetVirtualNetworks, ...
+	// model is the SDK model type of a body.
+	model reflect.Type
 	// prepare decodes, normalises and validates a PUT body against the
 	// current record (nil when new) and returns the model to store and
 	// the extra conditions and writes of the transaction.
@@ -271,7 +290,7 @@ func (s *Server) tryPutNet(r *http.Request, rc *reqCtx, k *netKind, ref model.Ne
 	if err := checkPreconditions(r, rev); err != nil {
 		return 0, nil, 0, nil, err
 	}
-	nw, err := k.prepare(ctx, rc, ref, cur, body)
+	nw, err := k.prepare(ctx, rc, ref, cur, lenient(body, k.model))
 	if err != nil {
 		return 0, nil, 0, nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -22,7 +23,8 @@ const typeLB = "Microsoft.Network/loadBalancers"
 
 func (s *Server) lbKind() *netKind {
 	return &netKind{
-		typ: model.NetLoadBalancers,
+		typ:   model.NetLoadBalancers,
+		model: reflect.TypeFor[armnetwork.LoadBalancer](),
 		prepare: func(ctx context.Context, rc *reqCtx, ref model.NetRef, cur *model.NetResource, body []byte) (*netWrite, error) {
 			lb := &armnetwork.LoadBalancer{}
 			if err := decode(body, lb); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
@@ -24,7 +25,8 @@ const typeNSG = "Microsoft.Network/networkSecurityGroups"
 // them. They are not enforced yet.
 func (s *Server) nsgKind() *netKind {
 	return &netKind{
-		typ: model.NetSecurityGroups,
+		typ:   model.NetSecurityGroups,
+		model: reflect.TypeFor[armnetwork.SecurityGroup](),
 		prepare: func(ctx context.Context, rc *reqCtx, ref model.NetRef, cur *model.NetResource, body []byte) (*netWrite, error) {
 			g := &armnetwork.SecurityGroup{}
 			if err := decode(body, g); err != nil {
@@ -173,7 +175,7 @@ func (s *Server) nsgRuleWrite(w http.ResponseWriter, r *http.Request, rc *reqCtx
 			return errs.New(errs.Invalid, "InvalidRequestContent", "The request content must be a JSON object.")
 		}
 		in = &armnetwork.SecurityRule{}
-		if err := decode(body, in); err != nil {
+		if err := decode(lenient(body, reflect.TypeFor[armnetwork.SecurityRule]()), in); err != nil {
 			return err
 		}
 		in.ID, in.Etag, in.Type, in.Name = nil, nil, nil, &name

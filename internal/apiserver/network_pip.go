@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v9"
@@ -26,7 +27,8 @@ const maxPublicIPsPerSubscription = 50
 // deleted), and keep it across updates.
 func (s *Server) publicIPKind() *netKind {
 	return &netKind{
-		typ: model.NetPublicIPs,
+		typ:   model.NetPublicIPs,
+		model: reflect.TypeFor[armnetwork.PublicIPAddress](),
 		prepare: func(ctx context.Context, rc *reqCtx, ref model.NetRef, cur *model.NetResource, body []byte) (*netWrite, error) {
 			ip := &armnetwork.PublicIPAddress{}
 			if err := decode(body, ip); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -24,7 +25,8 @@ const typeVNet = "Microsoft.Network/virtualNetworks"
 
 func (s *Server) vnetKind() *netKind {
 	return &netKind{
-		typ: model.NetVirtualNetworks,
+		typ:   model.NetVirtualNetworks,
+		model: reflect.TypeFor[armnetwork.VirtualNetwork](),
 		prepare: func(ctx context.Context, rc *reqCtx, ref model.NetRef, cur *model.NetResource, body []byte) (*netWrite, error) {
 			vn := &armnetwork.VirtualNetwork{}
 			if err := decode(body, vn); err != nil {
@@ -329,7 +331,7 @@ func (s *Server) putSubnet(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 		return errs.New(errs.Invalid, "InvalidRequestContent", "The request content must be a JSON object.")
 	}
 	sn := &armnetwork.Subnet{}
-	if err := decode(body, sn); err != nil {
+	if err := decode(lenient(body, reflect.TypeFor[armnetwork.Subnet]()), sn); err != nil {
 		return err
 	}
 	clearSubnet(sn)

@@ -211,6 +211,20 @@ func TestNetworkBadInput(t *testing.T) {
 	if got := send(t, e, e.Token, call{method: http.MethodGet, path: vn + netAPI}).Header.Get("ETag"); got != tag {
 		t.Errorf("vnet changed by refused requests: %s -> %s", tag, got)
 	}
+	// Numbers and booleans as strings are read as ARM reads them (az's
+	// templates send port numbers so); a string that is no number is not.
+	lbPath := rg + "/providers/Microsoft.Network/loadBalancers/strings"
+	lbStr := func(end string) map[string]any {
+		fe := map[string]any{"id": lbPath + "/frontendIPConfigurations/fe"}
+		return map[string]any{"location": "local", "properties": map[string]any{
+			"frontendIPConfigurations": []any{map[string]any{"name": "fe", "properties": map[string]any{"subnet": map[string]any{"id": vn + "/subnets/default"}}}},
+			"inboundNatPools": []any{map[string]any{"name": "ssh", "properties": map[string]any{
+				"protocol": "Tcp", "frontendPortRangeStart": "50000", "frontendPortRangeEnd": end, "backendPort": 22, "enableFloatingIP": "false", "frontendIPConfiguration": fe}}},
+		}}
+	}
+	netPut(t, e, e.Token, lbPath, lbStr("50119"), http.StatusCreated)
+	wantError(t, "port-not-a-number", send(t, e, e.Token, call{method: http.MethodPut, path: lbPath + netAPI, body: lbStr("many")}), 400, "InvalidRequestContent", "")
+
 	// A subscription's public IPs are bounded (50); a refused one takes no
 	// address.
 	pips := rg + "/providers/Microsoft.Network/publicIPAddresses/"
