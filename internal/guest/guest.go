@@ -1,7 +1,9 @@
 // Package guest is vmssd's demo guest program: what a demo image's instance
 // runs (the host starts it as "vmssd guest", see artifact.BuildDemo). Like
 // the application inside a real VM, it serves an application health probe
-// and an instance metadata endpoint, both on 127.0.0.1:$VMSSD_PORT:
+// and an instance metadata endpoint, both on 127.0.0.1:$VMSSD_PORT (on
+// every address of the instance when $VMSSD_PRIVATE_IP says it is on a
+// virtual network, so that its neighbours reach it too):
 //
 //	GET /health              200 {"status":"Healthy",...} once started, if the
 //	                         image is healthy; 503 "Initializing" during the
@@ -25,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -47,13 +50,19 @@ const (
 	StatusUnhealthy    = "Unhealthy"
 )
 
+// EnvPrivateIP is the instance's private IP, set by a driver that attached
+// it to a virtual network (the process driver's containers in bridge mode).
+const EnvPrivateIP = "VMSSD_PRIVATE_IP"
+
 // shutdownTimeout bounds how long in-flight requests may delay the exit.
 const shutdownTimeout = 5 * time.Second
 
 // Run runs the guest until ctx is done, then stops serving and returns nil.
 // Its settings come from the environment (env, os.Getenv when nil):
 // VMSSD_PORT (0 picks a free port), VMSSD_METADATA and VMSSD_DISK; the flags
-// -port, -metadata and -disk in args override them. It fails at once if a
+// -port, -metadata and -disk in args override them. With VMSSD_PRIVATE_IP
+// (or -private-ip) it listens on every address rather than on 127.0.0.1
+// only: the instance's address may be configured after the guest starts. It fails at once if a
 // setting is missing or the disk's guest config or the metadata cannot be
 // read. It prints the ready line (ReadyPrefix) to stdout once it listens.
 func Run(ctx context.Context, args []string, env func(string) string, logger *slog.Logger) error {
@@ -72,9 +81,23 @@ type HealthResponse struct {
 }
 
 type settings struct {
-	port     int
-	metadata string
-	disk     string
+	port      int
+	metadata  string
+	disk      string
+	privateIP netip.Addr // invalid (zero) when not on a virtual network
+}
+
+// listenHost is the address the guest listens on: loopback, or every
+// address when the instance is on a virtual network.
+func (s settings) listenHost() string {
+	switch {
+	case !s.privateIP.IsValid():
+		return "127.0.0.1"
+	case s.privateIP.Is4():
+		return "0.0.0.0"
+	default:
+		return "::"
+	}
 }
 
 func parseSettings(args []string, env func(string) string) (settings, error) {
@@ -83,6 +106,7 @@ func parseSettings(args []string, env func(string) string) (settings, error) {
 	port := fs.String("port", env(artifact.EnvPort), "port to listen on, on 127.0.0.1 (default $"+artifact.EnvPort+")")
 	metadata := fs.String("metadata", env(artifact.EnvMetadata), "instance metadata JSON file (default $"+artifact.EnvMetadata+")")
 	disk := fs.String("disk", env(artifact.EnvDisk), "disk directory (default $"+artifact.EnvDisk+")")
+	privateIP := fs.String("private-ip", env(EnvPrivateIP), "the instance's private IP on a virtual network: listen on every address (default $"+EnvPrivateIP+")")
 	if err := fs.Parse(args); err != nil {
 		return settings{}, err
 	}
@@ -102,7 +126,13 @@ func parseSettings(args []string, env func(string) string) (settings, error) {
 	if err != nil {
 		return s, fmt.Errorf("port %q: want a number from 0 to 65535", *port)
 	}
-	return settings{port: int(p), metadata: *metadata, disk: *disk}, nil
+	s = settings{port: int(p), metadata: *metadata, disk: *disk}
+	if *privateIP != "" {
+		if s.privateIP, err = netip.ParseAddr(*privateIP); err != nil {
+			return s, fmt.Errorf("private IP %q: want an IP address", *privateIP)
+		}
+	}
+	return s, nil
 }
 
 func run(ctx context.Context, args []string, env func(string) string, stdout io.Writer, logger *slog.Logger) error {
@@ -128,7 +158,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout io.
 	g.cfg, g.md = cfg, md
 
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(set.port)))
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(set.listenHost(), strconv.Itoa(set.port)))
 	if err != nil {
 		return fmt.Errorf("guest: %w", err)
 	}
@@ -142,7 +172,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout io.
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
-	logger.Info("guest ready", "version", cfg.Version, "port", port, "healthy", cfg.Healthy,
+	logger.Info("guest ready", "version", cfg.Version, "listen", ln.Addr().String(), "privateIP", set.privateIP, "healthy", cfg.Healthy,
 		"startupDelay", cfg.StartupDelay, "instanceId", md.InstanceID, "vmId", md.VMID)
 	if _, err := fmt.Fprintf(stdout, "%s version=%s port=%d\n", ReadyPrefix, cfg.Version, port); err != nil {
 		logger.Warn("guest: cannot write the ready line", "err", err)

@@ -106,11 +106,18 @@ func (w testWriter) Write(p []byte) (int, error) {
 // at the end of the test.
 func start(t *testing.T, in instance) string {
 	t.Helper()
+	return "http://127.0.0.1:" + strconv.Itoa(startEnv(t, in.env("0")))
+}
+
+// startEnv runs the guest with env and returns its port once it printed its
+// ready line.
+func startEnv(t *testing.T, env func(string) string) int {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, nil, in.env("0"), pw, testLogger(t))
+		err := run(ctx, nil, env, pw, testLogger(t))
 		pw.CloseWithError(fmt.Errorf("guest returned: %v", err))
 		done <- err
 	}()
@@ -135,7 +142,50 @@ func start(t *testing.T, in instance) string {
 	if _, err := fmt.Sscanf(line, ReadyPrefix+" version=%s port=%d\n", &version, &port); err != nil {
 		t.Fatalf("ready line %q: %v", line, err)
 	}
-	return "http://127.0.0.1:" + strconv.Itoa(port)
+	return port
+}
+
+// with returns env with key set to v.
+func with(env func(string) string, key, v string) func(string) string {
+	return func(k string) string {
+		if k == key {
+			return v
+		}
+		return env(k)
+	}
+}
+
+// A guest on a virtual network is reached by its neighbours: it listens on
+// every address (its private IP may be configured after it started), not
+// only on loopback. 127.0.0.2 stands for an address other than 127.0.0.1.
+func TestListenOnVirtualNetwork(t *testing.T) {
+	tests := []struct {
+		name      string
+		privateIP string
+		neighbour bool // reachable on 127.0.0.2
+	}{
+		{"loopback only", "", false},
+		{"private IPv4", "10.0.0.4", true},
+		{"private IPv6", "fd00::4", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := newInstance(t, artifact.GuestConfig{Version: "1.2.3", Healthy: true}, testMetadata)
+			port := strconv.Itoa(startEnv(t, with(in.env("0"), EnvPrivateIP, tt.privateIP)))
+			var h HealthResponse
+			if code := get(t, "http://127.0.0.1:"+port+"/health", &h); code != http.StatusOK || h.ImageVersion != "1.2.3" {
+				t.Errorf("loopback /health = %d %+v", code, h)
+			}
+			c := http.Client{Timeout: 5 * time.Second}
+			resp, err := c.Get("http://127.0.0.2:" + port + "/health")
+			if err == nil {
+				resp.Body.Close()
+			}
+			if got := err == nil && resp.StatusCode == http.StatusOK; got != tt.neighbour {
+				t.Errorf("reachable on another address: %v (%v), want %v", got, err, tt.neighbour)
+			}
+		})
+	}
 }
 
 func get(t *testing.T, url string, v any) int {
@@ -392,6 +442,7 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		{"port not a number", nil, good.env("http")},
 		{"port out of range", nil, good.env("65536")},
 		{"negative port", nil, good.env("-1")},
+		{"bad private IP", nil, with(good.env("0"), EnvPrivateIP, "10.0.0")},
 		{"port in use", nil, good.env(busyPort)},
 		{"missing disk config", []string{"-disk", t.TempDir()}, good.env("0")},
 		{"bad startup delay", nil, badDelay.env("0")},
