@@ -232,7 +232,8 @@ func (h *Host) setLocked(s driver.Status) bool {
 func sameStatus(a, b driver.Status) bool {
 	if a.ID != b.ID || a.Power != b.Power || a.ImageDigest != b.ImageDigest || a.HealthURL != b.HealthURL ||
 		a.PID != b.PID || !a.Since.Equal(b.Since) || a.Message != b.Message || a.Restarts != b.Restarts || len(a.Ports) != len(b.Ports) ||
-		a.Accel != b.Accel || a.Isolation != b.Isolation || a.Failure != b.Failure {
+		a.Accel != b.Accel || a.Isolation != b.Isolation || a.Network != b.Network || a.PrivateIP != b.PrivateIP ||
+		a.Failure != b.Failure {
 		return false
 	}
 	for k, v := range a.Ports {
