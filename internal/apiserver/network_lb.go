@@ -43,6 +43,7 @@ func (s *Server) lbKind() *netKind {
 				return nil, err
 			}
 			clearLB(lb)
+			dropGeneratedNATRules(lb)
 			if err := network.ValidateLB(ref, lb); err != nil {
 				return nil, err
 			}
@@ -498,10 +499,94 @@ func (s *Server) renderLB(ctx context.Context, rec *model.NetResource, rev int64
 						})
 					}
 				}
+				// Inbound NAT pools show, as Azure's do, one inbound NAT
+				// rule per member: "{pool}.{instance id}", frontend port
+				// start + instance id (az vmss list-instance-connection-info
+				// reads them).
+				for _, id := range c.NATPools {
+					np, ok := network.ParseRef(id, network.RefNATPool)
+					if !ok || np.Resource().Key() != ref.Key() {
+						continue
+					}
+					pool := natPoolByName(p, np.Child())
+					if pool == nil || pool.Properties == nil {
+						continue
+					}
+					pp := pool.Properties
+					for _, inst := range insts {
+						port := int64(i32val(pp.FrontendPortRangeStart)) + inst.ID
+						if port > int64(i32val(pp.FrontendPortRangeEnd)) {
+							continue
+						}
+						name := strVal(pool.Name) + "." + strconv.FormatInt(inst.ID, 10)
+						p.InboundNatRules = append(p.InboundNatRules, &armnetwork.InboundNatRule{
+							ID: ptr(network.ChildID(ref, "inboundNatRules", name)), Name: ptr(name), Etag: tag, Type: ptr(typeLB + "/inboundNatRules"),
+							Properties: &armnetwork.InboundNatRulePropertiesFormat{
+								FrontendIPConfiguration: pp.FrontendIPConfiguration, FrontendPort: ptr(int32(port)), BackendPort: pp.BackendPort,
+								Protocol: pp.Protocol, IdleTimeoutInMinutes: pp.IdleTimeoutInMinutes, EnableFloatingIP: ptr(false), ProvisioningState: ptr(armnetwork.ProvisioningStateSucceeded),
+								BackendIPConfiguration: &armnetwork.InterfaceIPConfiguration{
+									ID: ptr(arm.InstanceID(set.Sub, set.RG, set.Name, strconv.FormatInt(inst.ID, 10)) + "/networkInterfaces/" + n.Name + "/ipConfigurations/" + c.Name),
+								},
+							},
+						})
+					}
+				}
 			}
 		}
 	}
+	if p.InboundNatRules == nil {
+		p.InboundNatRules = []*armnetwork.InboundNatRule{}
+	}
 	return lb, nil
+}
+
+func i32val(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+func natPoolByName(p *armnetwork.LoadBalancerPropertiesFormat, name string) *armnetwork.InboundNatPool {
+	for _, n := range p.InboundNatPools {
+		if n != nil && strings.EqualFold(strVal(n.Name), name) {
+			return n
+		}
+	}
+	return nil
+}
+
+// dropGeneratedNATRules removes from a PUT body the inbound NAT rules GET
+// shows for NAT pool members ("{pool}.{n}" on the pool's frontend, within
+// its range): a client that writes back what it read (az network lb
+// probe create) does not turn them into rules of its own.
+func dropGeneratedNATRules(lb *armnetwork.LoadBalancer) {
+	p := lb.Properties
+	if p == nil || len(p.InboundNatRules) == 0 {
+		return
+	}
+	kept := p.InboundNatRules[:0]
+	for _, r := range p.InboundNatRules {
+		if r != nil && generatedNATRule(p, r) {
+			continue
+		}
+		kept = append(kept, r)
+	}
+	p.InboundNatRules = kept
+}
+
+func generatedNATRule(p *armnetwork.LoadBalancerPropertiesFormat, r *armnetwork.InboundNatRule) bool {
+	poolName, k, ok := strings.Cut(strVal(r.Name), ".")
+	if !ok || r.Properties == nil || r.Properties.FrontendPort == nil {
+		return false
+	}
+	id, err := strconv.ParseInt(k, 10, 64)
+	pool := natPoolByName(p, poolName)
+	if err != nil || pool == nil || pool.Properties == nil {
+		return false
+	}
+	port := int64(*r.Properties.FrontendPort)
+	return port == int64(i32val(pool.Properties.FrontendPortRangeStart))+id && port <= int64(i32val(pool.Properties.FrontendPortRangeEnd))
 }
 
 // lbPartJSON names the properties list of each part type.

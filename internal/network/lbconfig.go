@@ -49,8 +49,9 @@ type LBProbe struct {
 	NumberOfProbes, ProbeThreshold int
 }
 
-// LBNATPool maps frontend port FrontendPortStart+k to member k's
-// BackendPort (k: the member's position by instance id in the pool).
+// LBNATPool maps frontend port FrontendPortStart+k to BackendPort of the
+// member whose instance id is k (as the API's generated inbound NAT rules
+// "{pool}.{k}" show it).
 type LBNATPool struct {
 	Name, Frontend, Protocol           string
 	FrontendPortStart, FrontendPortEnd int

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -343,6 +344,25 @@ func runNetworkScenario(t *testing.T, e *testenv.Env, nc *netClients, cc *client
 	pool, err := nc.pools.Get(ctx(), rg, "lb", "pool", nil)
 	if err != nil || len(pool.Properties.BackendIPConfigurations) != 1 || !strings.HasPrefix(val(pool.Properties.BackendIPConfigurations[0].ID), wantNIC+"/ipConfigurations/ipc") {
 		t.Fatalf("pool backends: %+v %v", pool.Properties, err)
+	}
+
+	// The NAT pool shows one inbound NAT rule per instance, and writing
+	// back what GET showed (as az network lb probe create does) keeps it
+	// generated rather than the client's.
+	got, err := nc.lbs.Get(ctx(), rg, "lb", nil)
+	if err != nil {
+		t.Fatalf("get lb: %v", err)
+	}
+	id0, _ := strconv.Atoi(ids[0])
+	if rules := got.Properties.InboundNatRules; len(rules) != 1 || val(rules[0].Name) != "ssh."+ids[0] ||
+		val(rules[0].Properties.FrontendPort) != int32(50000+id0) || val(rules[0].Properties.BackendPort) != 22 ||
+		!strings.HasPrefix(val(rules[0].Properties.BackendIPConfiguration.ID), wantNIC+"/ipConfigurations/ipc") {
+		t.Fatalf("generated NAT rules: %+v", got.Properties.InboundNatRules)
+	}
+	got.Properties.Probes = append(got.Properties.Probes, &armnetwork.Probe{Name: to.Ptr("tcp"), Properties: &armnetwork.ProbePropertiesFormat{Protocol: to.Ptr(armnetwork.ProbeProtocolTCP), Port: to.Ptr(int32(22))}})
+	upd := poll(nc.lbs.BeginCreateOrUpdate(ctx(), rg, "lb", got.LoadBalancer, nil)).done(t, "lb write-back")
+	if len(upd.Properties.Probes) != 2 || len(upd.Properties.InboundNatRules) != 1 {
+		t.Fatalf("lb after write-back: %d probes, %d NAT rules", len(upd.Properties.Probes), len(upd.Properties.InboundNatRules))
 	}
 
 	// After the scale set, everything can go.
