@@ -11,8 +11,9 @@
 #
 # The guest's /init (busybox sh, PID 1, never exits) loads virtio-net,
 # virtio-balloon, the ACPI power button and qemu_fw_cfg, configures eth0
-# for QEMU user networking (10.0.2.15/24, gateway 10.0.2.2), sets the
-# hostname, serves HTTP on port 80 with busybox httpd, runs acpid (so that
+# for QEMU user networking (10.0.2.15/24, gateway 10.0.2.2) and eth1 for
+# a virtual network when told to (vmssd.netip=), sets the hostname, serves
+# HTTP on port 80 (every address) with busybox httpd, runs acpid (so that
 # QMP system_powerdown powers it off with "poweroff -f") and prints
 # "GUEST-READY version=VERSION hostname=... ip=... port=80 health=..." on
 # the console (ttyS0).
@@ -27,6 +28,13 @@
 #   vmssd.fd=N            fault domain      | (fd, ud: digits, default 0)
 #   vmssd.ud=N            update domain    /
 #   vmssd.ip=CIDR vmssd.gw=ADDR   override the static address and gateway
+#   vmssd.netip=CIDR      address of the second NIC (eth1), on the instance's
+#                         virtual network (internal/driver/qemu passes it
+#                         with a TAP on the network's bridge); without it
+#                         eth1 stays down
+#   vmssd.netgw=ADDR      the virtual network's gateway: with vmssd.netip,
+#                         the default route goes through it on eth1 (eth0's
+#                         10.0.2.0/24 stays on-link for the host's forwards)
 # The image version always comes from the image (VERSION), never from the
 # command line, so /health reports what actually booted.
 #
@@ -354,7 +362,7 @@ keep() {
 word() { keep 'A-Za-z0-9._:@+-' 64 "$1"; }
 
 HOST=vmssd-guest INSTANCE="" VMID="" VMSS="" FD=0 UD=0
-IP=10.0.2.15/24 GW=10.0.2.2
+IP=10.0.2.15/24 GW=10.0.2.2 NETIP="" NETGW=""
 set -f # no globbing of command-line words
 read -r CMDLINE </proc/cmdline
 for w in $CMDLINE; do
@@ -367,6 +375,8 @@ for w in $CMDLINE; do
 	vmssd.ud=*) UD=$(keep 0-9 9 "${w#*=}") ;;
 	vmssd.ip=*) IP=$(keep '0-9./' 18 "${w#*=}") ;;
 	vmssd.gw=*) GW=$(keep '0-9.' 15 "${w#*=}") ;;
+	vmssd.netip=*) NETIP=$(keep '0-9./' 18 "${w#*=}") ;;
+	vmssd.netgw=*) NETGW=$(keep '0-9.' 15 "${w#*=}") ;;
 	esac
 done
 set +f
@@ -396,6 +406,22 @@ if [ -e /sys/class/net/eth0 ]; then
 	ip route add default via "$GW"
 else
 	echo "vmssd-guest: no eth0 after 5 s: serving on lo only"
+fi
+# The virtual network (a second NIC), as the host's command line says.
+if [ -n "$NETIP" ]; then
+	i=0
+	while [ ! -e /sys/class/net/eth1 ] && [ $i -lt 100 ]; do
+		usleep 50000
+		i=$((i + 1))
+	done
+	if [ -e /sys/class/net/eth1 ]; then
+		ip addr add "$NETIP" dev eth1
+		ip link set eth1 up
+		[ -z "$NETGW" ] || ip route replace default via "$NETGW" dev eth1
+		echo "vmssd-guest: eth1 $NETIP gateway ${NETGW:-none}"
+	else
+		echo "vmssd-guest: no eth1 after 5 s: not on the virtual network"
+	fi
 fi
 
 mkdir -p /www/metadata
