@@ -146,3 +146,42 @@ func TestUnsandboxedPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestReimageAfterKilledRunc: a runc killed with vmssd while it wrote the
+// pid file leaves runc's temporary ".init.pid" in the bundle; the reimage
+// a restarted vmssd runs next (a rollback after a crash) must start the
+// new container anyway, not fail with ".init.pid: file exists".
+func TestReimageAfterKilledRunc(t *testing.T) {
+	requireSandbox(t)
+	root := t.TempDir()
+	cleanupSandbox(t, root)
+	d1 := newTestDriver(t, root, inSandbox)
+	spec := testSpec("rb", drivertest.ProcessImage(t, "v1"))
+	if _, err := d1.Create(t.Context(), spec); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, d1, spec.ID, nil)
+	bundle := d1.sb.bundleDir(spec.ID)
+	d1.Close() // the container outlives it, as it outlives a killed vmssd
+	for _, f := range []string{".init.pid", "init.pid"} {
+		if err := os.WriteFile(filepath.Join(bundle, f), []byte("4194304"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	d2 := newTestDriver(t, root, inSandbox)
+	if _, err := d2.Recover(t.Context()); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	cleanupDelete(t, d2, spec.ID)
+	waitHealthy(t, d2, spec.ID, nil)
+	spec2 := testSpec("rb", drivertest.ProcessImage(t, "v2"))
+	spec2.ImageDigest = "sha256:v2"
+	if _, err := d2.Reimage(t.Context(), spec2); err != nil {
+		t.Fatalf("Reimage over a killed runc's leftovers: %v", err)
+	}
+	st := waitHealthy(t, d2, spec.ID, func(st driver.Status) bool { return st.ImageDigest == "sha256:v2" })
+	if code, body := get(st.HealthURL); code != http.StatusOK || body != "v2" {
+		t.Errorf("health after reimage: %d %q, want v2", code, body)
+	}
+}
