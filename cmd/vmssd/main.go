@@ -72,6 +72,8 @@ func run(args []string) error {
 	fs.BoolVar(&cfg.UnsandboxedProcessImages, "unsandboxed-process-images", false, "where the host cannot sandbox process instances (no runc, not root), run operator images as plain processes (tenant images are refused)")
 	fs.DurationVar(&cfg.BootDeadline, "boot-deadline", 180*time.Second, "a VM that has not booted by then is stopped and reported failed")
 	fs.Float64Var(&cfg.MemoryOvercommit, "memory-overcommit", 1.0, "how far VM memory may exceed the host's memory")
+	fs.BoolVar(&cfg.ServeMarketplace, "serve-marketplace", false, "serve this cloud's platform images and gallery items read-only as an upstream marketplace at /marketplace/v1/ (docs/marketplace.md)")
+	fs.StringVar(&cfg.MarketplaceKey, "marketplace-key", os.Getenv("VMSSD_MARKETPLACE_KEY"), "the credential downstream clouds must present to the served marketplace (default $VMSSD_MARKETPLACE_KEY; empty: none)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "also serve Prometheus /metrics on this plain-HTTP address without authentication, e.g. 127.0.0.1:9464 (default off; the API serves /metrics to operator tokens)")
 	fs.IntVar(&cfg.MaxConnections, "max-connections", server.DefaultMaxConnections, "cap on open API connections (-1: no cap)")
 	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", server.DefaultHeaderTimeout, "time a connection has to complete TLS and send its request headers")

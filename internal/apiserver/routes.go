@@ -206,4 +206,7 @@ func (s *Server) register() {
 	op(s.handle(put, "providers/vmssd.Admin/principals/{id}", av, s.adminPutPrincipal))
 	op(s.handle(get, "providers/vmssd.Admin/principals/{id}", av, s.adminGetPrincipal))
 	op(s.handle(del, "providers/vmssd.Admin/principals/{id}", av, s.adminDeletePrincipal))
+
+	// Marketplace syndication and gallery items (marketplace.go, gallery.go).
+	s.registerMarketplace(av)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/vmssd/vmssd/internal/deploy"
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/host"
+	"github.com/vmssd/vmssd/internal/marketplace"
 	"github.com/vmssd/vmssd/internal/metrics"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/store"
@@ -107,6 +108,9 @@ type Options struct {
 	// PublicIPPool is where public IP addresses come from
 	// (network.DefaultPublicPool when empty; network.go).
 	PublicIPPool []netip.Prefix
+	// Marketplace, if set, serves the marketplace and gallery item APIs
+	// (marketplace.go, gallery.go).
+	Marketplace *marketplace.Service
 }
 
 // Server is the HTTP handler.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver/router"
 	"github.com/vmssd/vmssd/internal/fsutil"
 	"github.com/vmssd/vmssd/internal/host"
+	"github.com/vmssd/vmssd/internal/marketplace"
 	"github.com/vmssd/vmssd/internal/metrics"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/netctl"
@@ -107,7 +109,13 @@ type Config struct {
 	// PublicIPPool is where public IP addresses come from (default
 	// network.DefaultPublicPool: loopback addresses, no setup).
 	PublicIPPool []netip.Prefix
-	Logger       *slog.Logger
+	// ServeMarketplace serves this cloud's images and gallery items
+	// read-only as an upstream marketplace at /marketplace/v1/
+	// (docs/marketplace.md); MarketplaceKey, if set, is the credential
+	// downstream clouds must present.
+	ServeMarketplace bool
+	MarketplaceKey   string
+	Logger           *slog.Logger
 }
 
 // DefaultSubscriptionID is the subscription created at first start.
@@ -269,16 +277,37 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		_ = ln.Close()
 		return nil, err
 	}
+	// The marketplace: downloads from an upstream, gallery items (the
+	// default scale-set item is preloaded at first start).
+	mp := marketplace.New(marketplace.Options{Store: s.Store, Artifacts: arts, Dir: filepath.Join(cfg.DataDir, "marketplace"),
+		Location: cfg.Location, Logger: log})
+	s.closers = append(s.closers, mp.Close)
+	if err := mp.Preload(ctx); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 
 	api := apiserver.New(apiserver.Options{
 		Store: s.Store, Auth: &authenticator{issuer: s.Issuer, store: s.Store}, Observer: ctrl, Artifacts: imgs,
 		TokenHandler: s.Issuer.Handler(auth.LookupSource{Lookup: lookupCredential(s.Store)}), Logger: log,
 		Location: cfg.Location, Audience: auth.DefaultAudience, PageSize: cfg.PageSize,
 		SecretRotated: s.secretRotated, Metrics: s.Metrics.Handler(), PublicIPPool: cfg.PublicIPPool,
+		Marketplace: mp,
 	})
+	var front http.Handler = api
+	if cfg.ServeMarketplace {
+		catalog := mp.CatalogHandler(cfg.MarketplaceKey)
+		front = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, marketplace.CatalogPrefix) {
+				catalog.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
 	tlsCfg := bundle.ServerTLSConfig()
 	s.httpSrv = &http.Server{
-		Handler: s.Metrics.Middleware(guardHandler(api, cmp.Or(cfg.ReadTimeout, DefaultReadTimeout), log)), TLSConfig: tlsCfg,
+		Handler: s.Metrics.Middleware(guardHandler(front, cmp.Or(cfg.ReadTimeout, DefaultReadTimeout), log)), TLSConfig: tlsCfg,
 		ReadHeaderTimeout: cmp.Or(cfg.HeaderTimeout, DefaultHeaderTimeout),
 		IdleTimeout:       cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),

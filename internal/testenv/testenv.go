@@ -77,6 +77,10 @@ type Options struct {
 	// ProcessIsolation forces how process instances run (server.Config):
 	// "none" runs them as plain processes, operator images only.
 	ProcessIsolation string
+	// ServeMarketplace and MarketplaceKey make the server an upstream
+	// marketplace (server.Config).
+	ServeMarketplace bool
+	MarketplaceKey   string
 }
 
 // Start starts a server for the test; it is closed at cleanup (instances
@@ -105,6 +109,7 @@ func Start(t testing.TB, o Options) *Env {
 	// (VMSSD_E2E=1) always sandboxes.
 	cfg.UnsandboxedProcessImages = !CanSandbox() && os.Getenv("VMSSD_E2E") != "1"
 	cfg.ProcessIsolation = o.ProcessIsolation
+	cfg.ServeMarketplace, cfg.MarketplaceKey = o.ServeMarketplace, o.MarketplaceKey
 	cfg.PublicIPPool = publicPool(o.DataDir)
 	s, err := server.Start(context.Background(), cfg)
 	if err != nil {
