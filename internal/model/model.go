@@ -57,6 +57,8 @@ var DefaultSizes = []VMSize{
 	{Name: "Standard_A2", VCPUs: 2, MemoryMB: 256, OSDiskSizeMB: 1047552, MaxDataDiskCount: 4},
 	{Name: "Standard_D1_v2", VCPUs: 1, MemoryMB: 256, OSDiskSizeMB: 1047552, MaxDataDiskCount: 4},
 	{Name: "Standard_D2_v2", VCPUs: 2, MemoryMB: 512, OSDiskSizeMB: 1047552, MaxDataDiskCount: 8},
+	// az vm create and az vmss create default to Standard_DS1_v2.
+	{Name: "Standard_DS1_v2", VCPUs: 1, MemoryMB: 256, OSDiskSizeMB: 1047552, MaxDataDiskCount: 4},
 }
 
 func lower(s string) string { return strings.ToLower(s) }
