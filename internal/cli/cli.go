@@ -148,6 +148,7 @@ JMESPath query applied to the result before it is formatted.`,
 	cmd.AddCommand(newVMSSCommand(root), newVMCommand(root), newImageCommand(root), newGroupCommand(root), newAdminCommand(root))
 	cmd.AddCommand(newNetworkCommand(root))
 	cmd.AddCommand(newDeploymentCommand(root))
+	cmd.AddCommand(newMarketplaceCommand(root))
 	return cmd
 }
 
