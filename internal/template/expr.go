@@ -95,6 +95,9 @@ type token struct {
 	num  any
 }
 
+// punctTokens maps the one-character tokens to their kinds (tEOF: none).
+var punctTokens = [256]tokKind{'(': tLParen, ')': tRParen, ',': tComma, '.': tDot, '[': tLBrack, ']': tRBrack}
+
 func lex(src string) ([]token, error) {
 	var toks []token
 	i := 0
@@ -103,23 +106,8 @@ func lex(src string) ([]token, error) {
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
-		case c == '(':
-			toks = append(toks, token{kind: tLParen, at: i})
-			i++
-		case c == ')':
-			toks = append(toks, token{kind: tRParen, at: i})
-			i++
-		case c == ',':
-			toks = append(toks, token{kind: tComma, at: i})
-			i++
-		case c == '.':
-			toks = append(toks, token{kind: tDot, at: i})
-			i++
-		case c == '[':
-			toks = append(toks, token{kind: tLBrack, at: i})
-			i++
-		case c == ']':
-			toks = append(toks, token{kind: tRBrack, at: i})
+		case punctTokens[c] != tEOF:
+			toks = append(toks, token{kind: punctTokens[c], at: i})
 			i++
 		case c == '\'':
 			start := i

@@ -34,11 +34,7 @@ func lambdaFunctions() map[string]builtin {
 			return v, nil
 		}},
 		"filter": {min: 2, max: 2, fn: func(s *scope, _ string, a []any) (any, error) {
-			arr, err := argArray(a, 0)
-			if err != nil {
-				return nil, err
-			}
-			l, err := argLambda(a, 1, 1)
+			arr, l, err := argArrayLambda(a, 1, 1)
 			if err != nil {
 				return nil, err
 			}
@@ -59,11 +55,7 @@ func lambdaFunctions() map[string]builtin {
 			return out, nil
 		}},
 		"map": {min: 2, max: 2, fn: func(s *scope, _ string, a []any) (any, error) {
-			arr, err := argArray(a, 0)
-			if err != nil {
-				return nil, err
-			}
-			l, err := argLambda(a, 1, 1)
+			arr, l, err := argArrayLambda(a, 1, 1)
 			if err != nil {
 				return nil, err
 			}
@@ -76,11 +68,7 @@ func lambdaFunctions() map[string]builtin {
 			return out, nil
 		}},
 		"reduce": {min: 3, max: 3, fn: func(s *scope, _ string, a []any) (any, error) {
-			arr, err := argArray(a, 0)
-			if err != nil {
-				return nil, err
-			}
-			l, err := argLambda(a, 2, 2)
+			arr, l, err := argArrayLambda(a, 2, 2)
 			if err != nil {
 				return nil, err
 			}
@@ -93,11 +81,7 @@ func lambdaFunctions() map[string]builtin {
 			return acc, nil
 		}},
 		"sort": {min: 2, max: 2, fn: func(s *scope, _ string, a []any) (any, error) {
-			arr, err := argArray(a, 0)
-			if err != nil {
-				return nil, err
-			}
-			l, err := argLambda(a, 1, 2)
+			arr, l, err := argArrayLambda(a, 1, 2)
 			if err != nil {
 				return nil, err
 			}
@@ -122,11 +106,7 @@ func lambdaFunctions() map[string]builtin {
 			return out, sortErr
 		}},
 		"toObject": {min: 2, max: 3, fn: func(s *scope, _ string, a []any) (any, error) {
-			arr, err := argArray(a, 0)
-			if err != nil {
-				return nil, err
-			}
-			key, err := argLambda(a, 1, 1)
+			arr, key, err := argArrayLambda(a, 1, 1)
 			if err != nil {
 				return nil, err
 			}
@@ -174,11 +154,7 @@ func lambdaFunctions() map[string]builtin {
 			return out, nil
 		}},
 		"groupBy": {min: 2, max: 2, fn: func(s *scope, _ string, a []any) (any, error) {
-			arr, err := argArray(a, 0)
-			if err != nil {
-				return nil, err
-			}
-			l, err := argLambda(a, 1, 1)
+			arr, l, err := argArrayLambda(a, 1, 1)
 			if err != nil {
 				return nil, err
 			}
@@ -198,4 +174,18 @@ func lambdaFunctions() map[string]builtin {
 			return out, nil
 		}},
 	}
+}
+
+// argArrayLambda reads the array argument at index 0 and the lambda taking
+// nparams parameters at index li, the opening of most lambda functions.
+func argArrayLambda(a []any, li, nparams int) ([]any, *lambdaValue, error) {
+	arr, err := argArray(a, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := argLambda(a, li, nparams)
+	if err != nil {
+		return nil, nil, err
+	}
+	return arr, l, nil
 }

@@ -282,12 +282,7 @@ func fnReference(s *scope, _ string, a []any) (any, error) {
 		}
 		req.Full = true
 	}
-	if !s.st.expanded {
-		// Resource names, types, conditions and copy counts are evaluated
-		// before any resource exists.
-		return nil, errRuntime
-	}
-	r, err := s.st.resolveTarget(target)
+	r, err := s.expandedTarget(target)
 	if err != nil {
 		return nil, err
 	}
@@ -316,6 +311,16 @@ func fnReference(s *scope, _ string, a []any) (any, error) {
 	return Normalize(v), nil
 }
 
+// expandedTarget resolves the target of reference() or list*() among the
+// template's resources. Resource names, types, conditions and copy counts are
+// evaluated before any resource exists: there it answers errRuntime.
+func (s *scope) expandedTarget(target string) (*Resource, error) {
+	if !s.st.expanded {
+		return nil, errRuntime
+	}
+	return s.st.resolveTarget(target)
+}
+
 // fnList is every list*() function: listKeys(resourceId, apiVersion, [body]).
 func fnList(s *scope, name string, a []any) (any, error) {
 	if s.noResource {
@@ -333,10 +338,7 @@ func fnList(s *scope, name string, a []any) (any, error) {
 	if len(a) == 3 {
 		req.Body = a[2]
 	}
-	if !s.st.expanded {
-		return nil, errRuntime
-	}
-	r, err := s.st.resolveTarget(target)
+	r, err := s.expandedTarget(target)
 	if err != nil {
 		return nil, err
 	}

@@ -45,20 +45,26 @@ func Prepare(ctx context.Context, t *Template, params map[string]any, env Env) (
 		}
 		d.Variables[v.name] = val
 	}
-	resRaw, _ := lookupKey(t.raw, "resources")
-	resKey, _ := realKey(t.raw, "resources")
-	if err := st.expand(ctx, resRaw.([]any), resKey, nil, st.rootScope(ctx)); err != nil {
-		return nil, err
-	}
-	st.expanded = true
-	if err := st.evaluateBodies(ctx); err != nil {
-		return nil, err
-	}
-	if err := st.resolveDependencies(); err != nil {
+	if err := st.expandResources(ctx); err != nil {
 		return nil, err
 	}
 	d.Resources = st.resources
 	return d, nil
+}
+
+// expandResources expands the template's resources (copy loops and nested
+// templates), evaluates their bodies and orders them by their dependencies.
+func (st *state) expandResources(ctx context.Context) error {
+	resRaw, _ := lookupKey(st.tmpl.raw, "resources")
+	resKey, _ := realKey(st.tmpl.raw, "resources")
+	if err := st.expand(ctx, resRaw.([]any), resKey, nil, st.rootScope(ctx)); err != nil {
+		return err
+	}
+	st.expanded = true
+	if err := st.evaluateBodies(ctx); err != nil {
+		return err
+	}
+	return st.resolveDependencies()
 }
 
 // EvaluateBody evaluates a resource's body with reference() and list*()
@@ -129,16 +135,7 @@ func (d *Deployment) PrepareNested(ctx context.Context, body map[string]any, env
 		}
 		st := &state{env: &env, tmpl: t, params: d.st.params, vars: d.st.vars, functions: d.st.functions}
 		nd := &Deployment{Parameters: d.Parameters, SecureParameters: d.SecureParameters, Variables: d.Variables, st: st}
-		resRaw, _ := lookupKey(t.raw, "resources")
-		resKey, _ := realKey(t.raw, "resources")
-		if err := st.expand(ctx, resRaw.([]any), resKey, nil, st.rootScope(ctx)); err != nil {
-			return nil, err
-		}
-		st.expanded = true
-		if err := st.evaluateBodies(ctx); err != nil {
-			return nil, err
-		}
-		if err := st.resolveDependencies(); err != nil {
+		if err := st.expandResources(ctx); err != nil {
 			return nil, err
 		}
 		nd.Resources = st.resources
