@@ -179,15 +179,38 @@ func (s *Server) renderInstance(set *model.ScaleSet, inst *model.Instance, expan
 			ProtectionPolicy: &armcompute.VirtualMachineScaleSetVMProtectionPolicy{
 				ProtectFromScaleIn: ptr(inst.ProtectScaleIn), ProtectFromScaleSetActions: ptr(inst.ProtectActions),
 			},
-			NetworkProfile: &armcompute.NetworkProfile{NetworkInterfaces: []*armcompute.NetworkInterfaceReference{
-				{ID: ptr(arm.InstanceID(set.Sub, set.RG, set.Name, id) + "/networkInterfaces/nic0")},
-			}},
+			NetworkProfile: &armcompute.NetworkProfile{NetworkInterfaces: instanceNICs(set, arm.InstanceID(set.Sub, set.RG, set.Name, id))},
 		},
 	}
 	if expand {
 		vm.Properties.InstanceView = s.instanceViewOf(inst)
 	}
 	return vm
+}
+
+// instanceNICs lists an instance's NICs: one per networkInterfaceConfiguration
+// of the scale set model, named after it ("nic0" when the model has none).
+func instanceNICs(set *model.ScaleSet, instanceID string) []*armcompute.NetworkInterfaceReference {
+	var out []*armcompute.NetworkInterfaceReference
+	if set.Model == nil {
+		return []*armcompute.NetworkInterfaceReference{{ID: ptr(instanceID + "/networkInterfaces/nic0")}}
+	}
+	if p := set.Model.Properties; p != nil && p.VirtualMachineProfile != nil && p.VirtualMachineProfile.NetworkProfile != nil {
+		for _, nc := range p.VirtualMachineProfile.NetworkProfile.NetworkInterfaceConfigurations {
+			if nc == nil || nc.Name == nil || *nc.Name == "" {
+				continue
+			}
+			ref := &armcompute.NetworkInterfaceReference{ID: ptr(instanceID + "/networkInterfaces/" + *nc.Name)}
+			if nc.Properties != nil && nc.Properties.Primary != nil {
+				ref.Properties = &armcompute.NetworkInterfaceReferenceProperties{Primary: ptr(*nc.Properties.Primary)}
+			}
+			out = append(out, ref)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, &armcompute.NetworkInterfaceReference{ID: ptr(instanceID + "/networkInterfaces/nic0")})
+	}
+	return out
 }
 
 func (s *Server) loadInstance(ctx context.Context, ref model.SetRef, idStr string) (*model.Instance, int64, error) {
