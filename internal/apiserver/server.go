@@ -7,6 +7,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -108,6 +109,9 @@ type Options struct {
 	// PublicIPPool is where public IP addresses come from
 	// (network.DefaultPublicPool when empty; network.go).
 	PublicIPPool []netip.Prefix
+	// Dashboard, if set, serves the browser dashboard at "/" and "/ui/..."
+	// (internal/dashboard); every other path stays an ARM or token path.
+	Dashboard http.Handler
 	// Marketplace, if set, serves the marketplace and gallery item APIs
 	// (marketplace.go, gallery.go).
 	Marketplace *marketplace.Service
@@ -239,6 +243,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveMetrics(w, r)
 		return
 	}
+	if s.opts.Dashboard != nil && (path == "" || strings.EqualFold(segs[0], "ui")) {
+		metrics.SetRoute(r.Context(), "/ui")
+		s.opts.Dashboard.ServeHTTP(w, r)
+		return
+	}
 	if !armRoots[strings.ToLower(segs[0])] && s.opts.TokenHandler != nil {
 		metrics.SetRoute(r.Context(), metrics.RouteAuth)
 		s.opts.TokenHandler.ServeHTTP(w, r)
@@ -300,6 +309,30 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, segs []string)
 		return err
 	}
 	return s.unknownRoute(r, segs, c)
+}
+
+// DoAs is Do with extra request headers (the dashboard's If-Match): an ARM
+// request through the router in process as the principal id names.
+func (s *Server) DoAs(ctx context.Context, id deploy.Identity, method, path string, header http.Header, body []byte) (*deploy.Response, error) {
+	c, err := s.callerOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ctx = context.WithValue(ctx, internalCallerKey{}, c)
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+internalHost+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: internal request: %w", err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	rec := &recorder{header: http.Header{}}
+	s.ServeHTTP(rec, req)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	return &deploy.Response{Status: rec.status, Header: rec.header, Body: rec.body.Bytes()}, nil
 }
 
 func (s *Server) authenticate(r *http.Request) (*Caller, error) {

@@ -26,6 +26,7 @@ import (
 	"github.com/vmssd/vmssd/internal/artifact"
 	"github.com/vmssd/vmssd/internal/auth"
 	"github.com/vmssd/vmssd/internal/controller"
+	"github.com/vmssd/vmssd/internal/dashboard"
 	"github.com/vmssd/vmssd/internal/driver"
 	"github.com/vmssd/vmssd/internal/driver/process"
 	"github.com/vmssd/vmssd/internal/driver/qemu"
@@ -254,6 +255,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.closers = append(s.closers, hostDrv.Close)
 	var ctrl *controller.Controller
 	var nets *netctl.Manager
+	var dash *dashboard.Dashboard
 	s.Host = host.New(hostDrv, host.Options{
 		Name: "local", FaultDomain: 0, Logger: log, Grace: cfg.HealthGrace,
 		OnChange: func(vmid string) {
@@ -262,6 +264,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			}
 			if nets != nil {
 				nets.HostChanged(vmid)
+			}
+			if dash != nil {
+				dash.HostChanged()
 			}
 		},
 	})
@@ -287,13 +292,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
+	// The browser dashboard at "/" (internal/dashboard): it acts through
+	// the API as the signed-in principal.
+	dash = dashboard.New(dashboard.Options{Store: s.Store, Credentials: auth.LookupSource{Lookup: lookupCredential(s.Store)}, Logger: log})
 	api := apiserver.New(apiserver.Options{
 		Store: s.Store, Auth: &authenticator{issuer: s.Issuer, store: s.Store}, Observer: ctrl, Artifacts: imgs,
 		TokenHandler: s.Issuer.Handler(auth.LookupSource{Lookup: lookupCredential(s.Store)}), Logger: log,
 		Location: cfg.Location, Audience: auth.DefaultAudience, PageSize: cfg.PageSize,
 		SecretRotated: s.secretRotated, Metrics: s.Metrics.Handler(), PublicIPPool: cfg.PublicIPPool,
-		Marketplace: mp,
+		Marketplace: mp, Dashboard: dash,
 	})
+	dash.Bind(api)
 	var front http.Handler = api
 	if cfg.ServeMarketplace {
 		catalog := mp.CatalogHandler(cfg.MarketplaceKey)

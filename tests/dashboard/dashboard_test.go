@@ -1,0 +1,266 @@
+package dashboard
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/vmssd/vmssd/internal/testenv"
+)
+
+const (
+	adminAPI  = "2024-01-01"
+	tenantSub = "00000000-0000-0000-0000-0000000000d1"
+)
+
+// TestDashboard walks the dashboard as a user would, in a real Chromium:
+// sign in, open a scale set made through the API, scale, change the model,
+// upgrade update domain 0 from its row, run a rolling upgrade through an
+// approval gate, cancel another, hit a concurrent edit, be refused without
+// a CSRF token, and, as a tenant, see neither the operator's set nor the
+// operator pages. After each step the heatmap is checked against the ARM
+// API and a screenshot is saved.
+func TestDashboard(t *testing.T) {
+	e := testenv.Start(t, testenv.Options{})
+	ctx := browser(t, e)
+	base := e.Server.URL
+	e.CreateRG("rg")
+	path := e.VMSSPath("rg", "web")
+	body := testenv.VMSSBody(3, "1.0.0", "Manual")
+	body["properties"].(map[string]any)["upgradePolicy"].(map[string]any)["rollingUpgradePolicy"] = map[string]any{"maxBatchInstancePercent": 50}
+	waitDone(t, e, e.Do(http.MethodPut, path, body))
+	running := func(c domCell) bool { return c.Power == "running" }
+
+	// Sign in with the credentials the server wrote.
+	run(t, ctx, "sign in",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.ID("login")),
+		chromedp.SetValue(chromedp.ID("client_id"), e.Server.Client.ClientID),
+		chromedp.SetValue(chromedp.ID("client_secret"), e.Server.Client.ClientSecret),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("who")),
+	)
+	if who := text(t, ctx, "#who"); !strings.Contains(who, e.Server.Client.ClientID) || !strings.Contains(who, "operator") {
+		t.Fatalf("signed in as %q", who)
+	}
+	cookieFlags := eval[string](t, ctx, `document.cookie`)
+	if strings.Contains(cookieFlags, "vmssd_session") {
+		t.Fatalf("the session cookie is readable by scripts (not HttpOnly): %q", cookieFlags)
+	}
+
+	// The picker lists the set made through the API; open it.
+	run(t, ctx, "open the set", chromedp.Click(chromedp.CSS("a.setlink")), chromedp.WaitVisible(chromedp.ID("grid")))
+	checkHeatmap(t, ctx, e, path, "01-created", running)
+
+	// Scale 3 -> 4.
+	if f := submit(t, ctx, "scale", set(chromedp.SetValue(chromedp.ID("capacity"), "4")), chromedp.Click(chromedp.ID("scale"))); !strings.Contains(f, "scale to 4: accepted") {
+		t.Fatalf("after Scale: %q", f)
+	}
+	checkHeatmap(t, ctx, e, path, "02-scaled", running)
+	if n := len(apiCells(t, e, path)); n != 4 {
+		t.Fatalf("%d instances after scaling to 4", n)
+	}
+
+	// Change the model (Manual: the instances keep running the old one and
+	// are marked not latest).
+	if f := submit(t, ctx, "update model", set(chromedp.SetValue(chromedp.ID("version"), "1.1.0")), chromedp.Click(chromedp.ID("update-model"))); !strings.Contains(f, "version=1.1.0): accepted") {
+		t.Fatalf("after Update model: %q", f)
+	}
+	if v := modelVersion(t, e, path); v != "1.1.0" {
+		t.Fatalf("model version %q after Update model", v)
+	}
+	checkHeatmap(t, ctx, e, path, "03-model-changed", func(c domCell) bool { return c.Latest == "false" && running(c) })
+
+	// Upgrade update domain 0 from its row.
+	if f := submit(t, ctx, "upgrade UD 0", nil, chromedp.Click(chromedp.CSS(`tr[data-ud="0"] button[data-act="upgrade"]`))); !strings.Contains(f, "upgrade UD 0") || !strings.Contains(f, "accepted") {
+		t.Fatalf("after Upgrade UD 0: %q", f)
+	}
+	checkHeatmap(t, ctx, e, path, "04-ud0-upgraded", func(c domCell) bool {
+		if c.UD == "0" {
+			return c.Latest == "true" && c.Version == "1.1.0" && running(c)
+		}
+		return c.Latest == "false" && c.Version == "1.0.0"
+	})
+
+	// A rolling upgrade with an approval gate after the first batch: the
+	// page shows the gate by itself (server-sent events), Approve passes it.
+	if f := submit(t, ctx, "rolling model", set(
+		chromedp.SetValue(chromedp.ID("mode"), "Rolling"),
+		chromedp.SetValue(chromedp.ID("approval"), "firstBatch"),
+		chromedp.SetValue(chromedp.ID("version"), "1.0.0"),
+	), chromedp.Click(chromedp.ID("update-model"))); !strings.Contains(f, "accepted") {
+		t.Fatalf("after Update model (Rolling): %q", f)
+	}
+	waitAttr(t, ctx, "#rollout-panel", "data-awaiting", "true", 60*time.Second)
+	run(t, ctx, "gate shown", chromedp.WaitVisible(chromedp.ID("gate")))
+	shot(t, ctx, "scaleset-rollout")
+	if st := rollingCode(t, e, path); st != "RollingForward" {
+		t.Fatalf("rolling upgrade %q at the gate", st)
+	}
+	if f := submit(t, ctx, "approve", nil, chromedp.Click(chromedp.ID("ro-approve"))); !strings.Contains(f, "approve: accepted") {
+		t.Fatalf("after Approve: %q", f)
+	}
+	waitAttr(t, ctx, "#rollout-panel", "data-status", "Completed", 90*time.Second)
+	checkHeatmap(t, ctx, e, path, "05-rolled", func(c domCell) bool { return c.Latest == "true" && c.Version == "1.0.0" && running(c) })
+	shot(t, ctx, "scaleset-heatmap")
+
+	// Another rolling upgrade, cancelled at its gate.
+	if f := submit(t, ctx, "second rollout", set(chromedp.SetValue(chromedp.ID("version"), "1.1.0")), chromedp.Click(chromedp.ID("update-model"))); !strings.Contains(f, "accepted") {
+		t.Fatalf("after Update model (second rollout): %q", f)
+	}
+	waitAttr(t, ctx, "#rollout-panel", "data-awaiting", "true", 60*time.Second)
+	if f := submit(t, ctx, "cancel", nil, chromedp.Click(chromedp.ID("ro-cancel"))); !strings.Contains(f, "cancel: accepted") {
+		t.Fatalf("after Cancel: %q", f)
+	}
+	waitAttr(t, ctx, "#rollout-panel", "data-status", "Cancelled", 60*time.Second)
+	if st := rollingCode(t, e, path); st != "Cancelled" {
+		t.Fatalf("rolling upgrade %q after Cancel", st)
+	}
+	checkHeatmap(t, ctx, e, path, "06-cancelled", running)
+
+	// A concurrent edit: the page's model is stale when it is submitted.
+	run(t, ctx, "reload", chromedp.Navigate(base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web"), chromedp.WaitVisible(chromedp.ID("grid")))
+	r := e.Do(http.MethodPatch, path, map[string]any{"properties": map[string]any{"upgradePolicy": map[string]any{
+		"rollingUpgradePolicy": map[string]any{"pauseTimeBetweenBatches": "PT1S"}}}})
+	if r.Status >= 300 {
+		t.Fatalf("concurrent PATCH: %d %s", r.Status, r.Body)
+	}
+	if f := submit(t, ctx, "stale update", set(chromedp.SetValue(chromedp.ID("batch"), "34")), chromedp.Click(chromedp.ID("update-model"))); !strings.Contains(f, "conflict") || !strings.Contains(f, "PreconditionFailed") {
+		t.Fatalf("a stale edit was not refused: %q", f)
+	}
+	pol := policy(t, e, path)
+	if pol["maxBatchInstancePercent"] != float64(50) || pol["pauseTimeBetweenBatches"] != "PT1S" {
+		t.Fatalf("after the conflict the policy is %v: the stale edit overwrote the concurrent one", pol)
+	}
+	if v := eval[string](t, ctx, `document.getElementById('pause').value`); v != "PT1S" {
+		t.Fatalf("the page shows pause %q after the conflict, want the current PT1S", v)
+	}
+	shot(t, ctx, "07-conflict")
+
+	// CSRF: a POST from the signed-in page without the session's token is
+	// refused and changes nothing.
+	q := fmt.Sprintf("sub=%s&rg=rg&name=web&capacity=1", e.Sub)
+	for _, extra := range []string{"", "&csrf=forged"} {
+		st := eval[int](t, ctx, fmt.Sprintf(`fetch('/ui/scale', {method: 'POST', headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: %q, redirect: 'manual'}).then(r => r.status)`, q+extra))
+		if st != http.StatusForbidden {
+			t.Fatalf("POST /ui/scale without the CSRF token (%q): %d, want 403", extra, st)
+		}
+	}
+	if n := capacity(t, e, path); n != 4 {
+		t.Fatalf("capacity %d after refused POSTs", n)
+	}
+
+	// The activity log has every action with its outcome.
+	run(t, ctx, "activity", chromedp.Navigate(base+"/ui/activity"), chromedp.WaitVisible(chromedp.ID("activity")))
+	act := text(t, ctx, "#activity")
+	for _, want := range []string{"scale to 4", "upgrade UD 0", "rolling upgrade: approve", "rolling upgrade: cancel", "PreconditionFailed"} {
+		if !strings.Contains(act, want) {
+			t.Errorf("activity log lacks %q:\n%s", want, act)
+		}
+	}
+	shot(t, ctx, "activity")
+	run(t, ctx, "images page", chromedp.Navigate(base+"/ui/admin/images"), chromedp.WaitVisible(chromedp.ID("admin-table")))
+	if s := text(t, ctx, "#admin-table"); !strings.Contains(s, "1.1.0") {
+		t.Errorf("the images page lacks the demo image 1.1.0: %s", s)
+	}
+
+	// A tenant sees neither the operator's set nor the operator pages.
+	secret := tenant(t, e, "tenant-d1", tenantSub)
+	run(t, ctx, "sign out and in as tenant",
+		chromedp.Navigate(base+"/"),
+		chromedp.Click(chromedp.CSS(".logout button")),
+		chromedp.WaitVisible(chromedp.ID("login")),
+		chromedp.SetValue(chromedp.ID("client_id"), "tenant-d1"),
+		chromedp.SetValue(chromedp.ID("client_secret"), secret),
+		chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("who")),
+	)
+	if n := eval[int](t, ctx, `document.querySelectorAll('a.setlink').length`); n != 0 {
+		t.Fatalf("the tenant's picker lists %d sets of another principal", n)
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll('a[href^="/ui/admin/"]').length`); n != 0 {
+		t.Fatalf("the tenant sees %d operator links", n)
+	}
+	shot(t, ctx, "08-tenant-home")
+	for _, p := range []string{"/ui/set?sub=" + e.Sub + "&rg=rg&name=web", "/ui/admin/images", "/ui/admin/quotas", "/ui/admin/hosts", "/ui/events?sub=" + e.Sub + "&rg=rg&name=web"} {
+		st := eval[int](t, ctx, fmt.Sprintf(`fetch(%q).then(r => r.status)`, p))
+		if st != http.StatusNotFound {
+			t.Errorf("tenant GET %s: %d, want 404", p, st)
+		}
+	}
+	run(t, ctx, "tenant opens the operator's set", chromedp.Navigate(base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web"))
+	if n := eval[int](t, ctx, `document.querySelectorAll('#grid').length`); n != 0 {
+		t.Fatal("the tenant sees the operator's heatmap")
+	}
+	// Actions go through the API as the tenant: a forged-scope POST with the
+	// tenant's own token is refused by the API, not performed.
+	csrf := eval[string](t, ctx, `document.querySelector('input[name=csrf]').value`)
+	eval[int](t, ctx, fmt.Sprintf(`fetch('/ui/scale', {method: 'POST', headers: {'Content-Type': 'application/x-www-form-urlencoded'}, body: %q}).then(r => r.status)`, q+"&csrf="+csrf))
+	if n := capacity(t, e, path); n != 4 {
+		t.Fatalf("a tenant scaled the operator's set to %d", n)
+	}
+	shot(t, ctx, "09-tenant-refused")
+}
+
+func modelVersion(t *testing.T, e *testenv.Env, path string) string {
+	t.Helper()
+	m := e.Do(http.MethodGet, path, nil).Map()
+	return dig(m, "properties", "virtualMachineProfile", "storageProfile", "imageReference", "version").(string)
+}
+
+func capacity(t *testing.T, e *testenv.Env, path string) int {
+	t.Helper()
+	m := e.Do(http.MethodGet, path, nil).Map()
+	return int(dig(m, "sku", "capacity").(float64))
+}
+
+func policy(t *testing.T, e *testenv.Env, path string) map[string]any {
+	t.Helper()
+	m := e.Do(http.MethodGet, path, nil).Map()
+	p, _ := dig(m, "properties", "upgradePolicy", "rollingUpgradePolicy").(map[string]any)
+	return p
+}
+
+func rollingCode(t *testing.T, e *testenv.Env, path string) string {
+	t.Helper()
+	m := e.Do(http.MethodGet, path+"/rollingUpgrades/latest", nil).Map()
+	s, _ := dig(m, "properties", "runningStatus", "code").(string)
+	return s
+}
+
+func dig(m map[string]any, keys ...string) any {
+	var v any = m
+	for _, k := range keys {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[k]
+	}
+	return v
+}
+
+// tenant creates a subscription and a tenant principal for it and returns
+// the principal's secret.
+func tenant(t *testing.T, e *testenv.Env, id, sub string) string {
+	t.Helper()
+	r := e.Do(http.MethodPut, "/providers/Microsoft.Subscriptions.Admin/subscriptions/"+sub+"?api-version="+adminAPI, map[string]any{"displayName": id})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("subscription: %d %s", r.Status, r.Body)
+	}
+	r = e.Do(http.MethodPut, "/providers/vmssd.Admin/principals/"+id+"?api-version="+adminAPI, map[string]any{"role": "tenant", "subscriptions": []string{sub}})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("principal: %d %s", r.Status, r.Body)
+	}
+	s, _ := r.Map()["clientSecret"].(string)
+	if s == "" {
+		t.Fatalf("no secret in %s", r.Body)
+	}
+	return s
+}
+
+func set(a ...chromedp.Action[chromedp.Void]) []chromedp.Action[chromedp.Void] { return a }
