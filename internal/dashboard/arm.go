@@ -220,6 +220,9 @@ func cellOf(vm *armcompute.VirtualMachineScaleSetVM, ips map[string]string) Cell
 	}
 	c.Latest = p.LatestModelApplied == nil || *p.LatestModelApplied
 	c.Prov = deref(p.ProvisioningState)
+	if pp := p.ProtectionPolicy; pp != nil {
+		c.Protected = pp.ProtectFromScaleIn != nil && *pp.ProtectFromScaleIn || pp.ProtectFromScaleSetActions != nil && *pp.ProtectFromScaleSetActions
+	}
 	if p.StorageProfile != nil && p.StorageProfile.ImageReference != nil {
 		c.Version = cmpOr(deref(p.StorageProfile.ImageReference.ExactVersion), deref(p.StorageProfile.ImageReference.Version))
 	}

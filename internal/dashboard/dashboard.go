@@ -57,6 +57,10 @@ type Dashboard struct {
 	hub      hub
 	tmpl     *template.Template
 	static   http.Handler
+	// closed ends open event streams (Close), so that a server shutdown
+	// does not wait for browsers.
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // New builds the dashboard; Bind gives it the API before it serves.
@@ -71,7 +75,7 @@ func New(opts Options) *Dashboard {
 	if err != nil {
 		panic(err) // the embedded tree is part of the binary
 	}
-	d := &Dashboard{opts: opts, log: opts.Logger, activity: activity{max: 2000}}
+	d := &Dashboard{opts: opts, log: opts.Logger, activity: activity{max: 2000}, closed: make(chan struct{})}
 	d.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(webFS, "web/*.html"))
 	d.static = http.StripPrefix("/ui/static/", http.FileServerFS(sub))
 	return d
@@ -83,6 +87,9 @@ func (d *Dashboard) Bind(api Dispatcher) {
 	d.api = api
 	d.mu.Unlock()
 }
+
+// Close ends the open event streams (http.Server.RegisterOnShutdown).
+func (d *Dashboard) Close() { d.closeOnce.Do(func() { close(d.closed) }) }
 
 // HostChanged tells open pages that a host observation (power, health)
 // changed: those are not store records, so the store's watch alone would

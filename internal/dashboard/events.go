@@ -134,6 +134,8 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, s *session) {
 			return
 		case <-ended:
 			return
+		case <-d.closed:
+			return
 		case <-tick.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
 				return

@@ -17,6 +17,8 @@ type Cell struct {
 	Version string // the image version the instance runs
 	IP      string
 	Prov    string // provisioning state
+	// Protected is protection from scale-in or from scale set actions.
+	Protected bool
 }
 
 // Glyph is the power state's shape, so that state is never told by colour
@@ -49,6 +51,9 @@ func (c Cell) Label() string {
 	}
 	if !c.Latest {
 		s += ", not on the latest model"
+	}
+	if c.Protected {
+		s += ", protected"
 	}
 	if c.Prov != "" && c.Prov != "Succeeded" {
 		s += ", provisioning " + c.Prov

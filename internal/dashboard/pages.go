@@ -261,6 +261,18 @@ type historyItem struct {
 	} `json:"properties"`
 }
 
+// RenderHeatmap renders the heatmap fragment for cells (benchmarks and
+// tests).
+func (d *Dashboard) RenderHeatmap(cells []Cell) (string, error) {
+	var b strings.Builder
+	err := d.tmpl.ExecuteTemplate(&b, "heatmap", struct {
+		CSRF string
+		Ref  SetRef
+		Grid Grid
+	}{"-", SetRef{Sub: "s", RG: "rg", Name: "web"}, BuildGrid(cells)})
+	return b.String(), err
+}
+
 // fragments renders the heatmap and the rollout panel (the parts SSE
 // replaces).
 func (d *Dashboard) fragments(ctx context.Context, c client, ref SetRef, csrf string) (template.HTML, template.HTML, error) {

@@ -321,6 +321,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		IdleTimeout:       cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	s.httpSrv.RegisterOnShutdown(dash.Close) // open dashboard streams end at shutdown
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
