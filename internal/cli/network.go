@@ -89,14 +89,20 @@ type netKind[T any] struct {
 }
 
 func (k *netKind[T]) print(r *rootOptions, list bool, vs ...T) error {
+	return printRows(r, k.header, k.row, list, vs...)
+}
+
+// printRows prints vs (the one value alone unless list), as a table a row
+// each in table output.
+func printRows[T any](r *rootOptions, header []string, row func(T) []string, list bool, vs ...T) error {
 	var v any = vs
 	if !list && len(vs) == 1 {
 		v = vs[0]
 	}
 	return r.print(v, func() table {
-		t := table{header: k.header}
+		t := table{header: header}
 		for _, x := range vs {
-			t.rows = append(t.rows, k.row(x))
+			t.rows = append(t.rows, row(x))
 		}
 		return t
 	})

@@ -150,14 +150,46 @@ type lbPart struct {
 	use, noun, short string
 	// addFlags adds the create flags; build makes the part from them.
 	addFlags func(cmd *cobra.Command) func(lb *armnetwork.LoadBalancer, lbID, name string) (any, error)
-	// names and remove work on the load balancer's list of these parts.
+	partList
+	header []string
+	row    func(part any) []string
+}
+
+type lbProps = armnetwork.LoadBalancerPropertiesFormat
+
+// partList works on the load balancer's list of one kind of part.
+type partList struct {
 	names  func(lb *armnetwork.LoadBalancer) []string
 	remove func(lb *armnetwork.LoadBalancer, i int)
 	// put adds or replaces the part (built by build) at i (-1: append).
-	put    func(lb *armnetwork.LoadBalancer, i int, part any)
-	get    func(lb *armnetwork.LoadBalancer, i int) any
-	header []string
-	row    func(part any) []string
+	put func(lb *armnetwork.LoadBalancer, i int, part any)
+	get func(lb *armnetwork.LoadBalancer, i int) any
+}
+
+// lbParts is the partList of the parts in the slice list returns, named by name.
+func lbParts[T any](list func(p *lbProps) *[]T, name func(T) *string) partList {
+	return partList{
+		names: func(lb *armnetwork.LoadBalancer) []string {
+			var out []string
+			for _, v := range *list(lb.Properties) {
+				out = append(out, str(name(v)))
+			}
+			return out
+		},
+		remove: func(lb *armnetwork.LoadBalancer, i int) {
+			l := list(lb.Properties)
+			*l = append((*l)[:i], (*l)[i+1:]...)
+		},
+		put: func(lb *armnetwork.LoadBalancer, i int, part any) {
+			l := list(lb.Properties)
+			if i < 0 {
+				*l = append(*l, part.(T))
+				return
+			}
+			(*l)[i] = part.(T)
+		},
+		get: func(lb *armnetwork.LoadBalancer, i int) any { return (*list(lb.Properties))[i] },
+	}
 }
 
 func findName(names []string, name string) int {
@@ -229,17 +261,7 @@ func newLBPartCommand(root *rootOptions, k *lbPart) *cobra.Command {
 		}
 	}
 	printParts := func(list bool, parts ...any) error {
-		var v any = parts
-		if !list && len(parts) == 1 {
-			v = parts[0]
-		}
-		return root.print(v, func() table {
-			t := table{header: k.header}
-			for _, p := range parts {
-				t.rows = append(t.rows, k.row(p))
-			}
-			return t
-		})
+		return printRows(root, k.header, k.row, list, parts...)
 	}
 	create, co := mk("create -g RG --lb-name LB -n NAME ...", "Create (or replace) a "+k.noun, true)
 	build := k.addFlags(create)
@@ -384,24 +406,8 @@ var probePart = &lbPart{
 			return p, nil
 		}
 	},
-	names: func(lb *armnetwork.LoadBalancer) []string {
-		var out []string
-		for _, p := range lb.Properties.Probes {
-			out = append(out, str(p.Name))
-		}
-		return out
-	},
-	remove: func(lb *armnetwork.LoadBalancer, i int) {
-		lb.Properties.Probes = append(lb.Properties.Probes[:i], lb.Properties.Probes[i+1:]...)
-	},
-	put: func(lb *armnetwork.LoadBalancer, i int, part any) {
-		if i < 0 {
-			lb.Properties.Probes = append(lb.Properties.Probes, part.(*armnetwork.Probe))
-			return
-		}
-		lb.Properties.Probes[i] = part.(*armnetwork.Probe)
-	},
-	get:    func(lb *armnetwork.LoadBalancer, i int) any { return lb.Properties.Probes[i] },
+	partList: lbParts(func(p *lbProps) *[]*armnetwork.Probe { return &p.Probes },
+		func(v *armnetwork.Probe) *string { return v.Name }),
 	header: []string{"Name", "Protocol", "Port", "RequestPath", "IntervalInSeconds", "NumberOfProbes"},
 	row: func(part any) []string {
 		p := part.(*armnetwork.Probe)
@@ -462,24 +468,8 @@ var rulePart = &lbPart{
 			return r, nil
 		}
 	},
-	names: func(lb *armnetwork.LoadBalancer) []string {
-		var out []string
-		for _, r := range lb.Properties.LoadBalancingRules {
-			out = append(out, str(r.Name))
-		}
-		return out
-	},
-	remove: func(lb *armnetwork.LoadBalancer, i int) {
-		lb.Properties.LoadBalancingRules = append(lb.Properties.LoadBalancingRules[:i], lb.Properties.LoadBalancingRules[i+1:]...)
-	},
-	put: func(lb *armnetwork.LoadBalancer, i int, part any) {
-		if i < 0 {
-			lb.Properties.LoadBalancingRules = append(lb.Properties.LoadBalancingRules, part.(*armnetwork.LoadBalancingRule))
-			return
-		}
-		lb.Properties.LoadBalancingRules[i] = part.(*armnetwork.LoadBalancingRule)
-	},
-	get:    func(lb *armnetwork.LoadBalancer, i int) any { return lb.Properties.LoadBalancingRules[i] },
+	partList: lbParts(func(p *lbProps) *[]*armnetwork.LoadBalancingRule { return &p.LoadBalancingRules },
+		func(v *armnetwork.LoadBalancingRule) *string { return v.Name }),
 	header: []string{"Name", "Protocol", "FrontendPort", "BackendPort", "BackendPool", "Probe", "LoadDistribution"},
 	row: func(part any) []string {
 		r := part.(*armnetwork.LoadBalancingRule)
@@ -518,24 +508,8 @@ var natPoolPart = &lbPart{
 			}}, nil
 		}
 	},
-	names: func(lb *armnetwork.LoadBalancer) []string {
-		var out []string
-		for _, p := range lb.Properties.InboundNatPools {
-			out = append(out, str(p.Name))
-		}
-		return out
-	},
-	remove: func(lb *armnetwork.LoadBalancer, i int) {
-		lb.Properties.InboundNatPools = append(lb.Properties.InboundNatPools[:i], lb.Properties.InboundNatPools[i+1:]...)
-	},
-	put: func(lb *armnetwork.LoadBalancer, i int, part any) {
-		if i < 0 {
-			lb.Properties.InboundNatPools = append(lb.Properties.InboundNatPools, part.(*armnetwork.InboundNatPool))
-			return
-		}
-		lb.Properties.InboundNatPools[i] = part.(*armnetwork.InboundNatPool)
-	},
-	get:    func(lb *armnetwork.LoadBalancer, i int) any { return lb.Properties.InboundNatPools[i] },
+	partList: lbParts(func(p *lbProps) *[]*armnetwork.InboundNatPool { return &p.InboundNatPools },
+		func(v *armnetwork.InboundNatPool) *string { return v.Name }),
 	header: []string{"Name", "Protocol", "FrontendPortRangeStart", "FrontendPortRangeEnd", "BackendPort"},
 	row: func(part any) []string {
 		n := part.(*armnetwork.InboundNatPool)

@@ -113,24 +113,16 @@ func subnetModel(sub, rg string, prefixes []string, nsg string) *armnetwork.Subn
 // --- subnets ---
 
 func printSubnets(r *rootOptions, list bool, vs ...*armnetwork.Subnet) error {
-	var v any = vs
-	if !list && len(vs) == 1 {
-		v = vs[0]
-	}
-	return r.print(v, func() table {
-		t := table{header: []string{"Name", "ResourceGroup", "AddressPrefix", "ProvisioningState"}}
-		for _, s := range vs {
-			prefix, state := "", ""
-			if p := s.Properties; p != nil {
-				prefix, state = str(p.AddressPrefix), provState(p.ProvisioningState)
-				if prefix == "" {
-					prefix = joinPtrs(p.AddressPrefixes)
-				}
+	return printRows(r, []string{"Name", "ResourceGroup", "AddressPrefix", "ProvisioningState"}, func(s *armnetwork.Subnet) []string {
+		prefix, state := "", ""
+		if p := s.Properties; p != nil {
+			prefix, state = str(p.AddressPrefix), provState(p.ProvisioningState)
+			if prefix == "" {
+				prefix = joinPtrs(p.AddressPrefixes)
 			}
-			t.rows = append(t.rows, []string{str(s.Name), rgOf(s.ID), prefix, state})
 		}
-		return t
-	})
+		return []string{str(s.Name), rgOf(s.ID), prefix, state}
+	}, list, vs...)
 }
 
 func newSubnetCommand(root *rootOptions) *cobra.Command {
