@@ -61,6 +61,8 @@ type Dashboard struct {
 	// does not wait for browsers.
 	closed    chan struct{}
 	closeOnce sync.Once
+	// downloads are the marketplace downloads started here (newest last).
+	downloads []string
 }
 
 // New builds the dashboard; Bind gives it the API before it serves.
@@ -144,7 +146,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op := d.isOperator(r.Context(), s)
-	if r.Method == http.MethodPost && path != "/ui/logout" && !refOf(r).valid() {
+	if r.Method == http.MethodPost && path != "/ui/logout" && !strings.HasPrefix(path, "/ui/admin/") && !refOf(r).valid() {
 		d.page(w, r, http.StatusNotFound, "error", s, pageData{Title: "Not found", Operator: op, Error: "No such scale set."})
 		return
 	}
@@ -169,6 +171,10 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.rollout(w, r, s)
 	case r.Method == http.MethodGet && path == "/ui/activity":
 		d.activityPage(w, r, s, op)
+	case r.Method == http.MethodGet && path == "/ui/admin/marketplace" && op:
+		d.marketplacePage(w, r, s)
+	case r.Method == http.MethodPost && path == "/ui/admin/marketplace" && op:
+		d.marketplaceAction(w, r, s)
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/ui/admin/") && op:
 		d.adminPage(w, r, s, strings.TrimPrefix(path, "/ui/admin/"))
 	default:

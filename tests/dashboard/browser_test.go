@@ -25,7 +25,9 @@ const chromiumPath = "/usr/bin/chromium"
 
 // browser starts a headless Chromium trusting only the test server's
 // certificate; it skips without Chromium unless VMSSD_E2E=1.
-func browser(t *testing.T, e *testenv.Env) context.Context {
+func browser(t *testing.T, e *testenv.Env) context.Context { return browserB(t, e) }
+
+func browserB(t testing.TB, e *testenv.Env) context.Context {
 	t.Helper()
 	path := chromiumPath
 	if _, err := os.Stat(path); err != nil {
@@ -58,7 +60,7 @@ func browser(t *testing.T, e *testenv.Env) context.Context {
 
 // spki is the server certificate's public key hash, the one certificate
 // the browser is told to accept.
-func spki(t *testing.T, e *testenv.Env) string {
+func spki(t testing.TB, e *testenv.Env) string {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(e.Server.CAPEM)
@@ -100,13 +102,16 @@ func shot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	if docs := os.Getenv("VMSSD_SCREENSHOTS"); docs != "" && docNames[name] {
+		if !filepath.IsAbs(docs) {
+			docs = filepath.Join(repoRoot(t), docs) // VMSSD_SCREENSHOTS=docs/img is the repository's
+		}
 		if err := os.WriteFile(filepath.Join(docs, name+".png"), buf, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-var docNames = map[string]bool{"scaleset-rollout": true, "scaleset-heatmap": true, "activity": true}
+var docNames = map[string]bool{"scaleset-rollout": true, "scaleset-heatmap": true, "marketplace": true}
 
 var shotDirs = map[*testing.T]string{}
 
@@ -327,5 +332,23 @@ func submit(t *testing.T, ctx context.Context, what string, before []chromedp.Ac
 			t.Fatalf("%s: no answer page", what)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// repoRoot is the module's root (where go.mod is).
+func repoRoot(t testing.TB) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found")
+		}
+		dir = parent
 	}
 }

@@ -168,6 +168,12 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("the images page lacks the demo image 1.1.0: %s", s)
 	}
 
+	run(t, ctx, "marketplace page", chromedp.Navigate(base+"/ui/admin/marketplace"), chromedp.WaitVisible(chromedp.ID("items")))
+	if n := eval[int](t, ctx, `document.querySelectorAll('#items button').length`); n == 0 {
+		t.Errorf("the marketplace page lists no local gallery item (the default one is preloaded): %s", text(t, ctx, "#items"))
+	}
+	shot(t, ctx, "marketplace")
+
 	// A tenant sees neither the operator's set nor the operator pages.
 	secret := tenant(t, e, "tenant-d1", tenantSub)
 	run(t, ctx, "sign out and in as tenant",
@@ -186,7 +192,7 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("the tenant sees %d operator links", n)
 	}
 	shot(t, ctx, "08-tenant-home")
-	for _, p := range []string{"/ui/set?sub=" + e.Sub + "&rg=rg&name=web", "/ui/admin/images", "/ui/admin/quotas", "/ui/admin/hosts", "/ui/events?sub=" + e.Sub + "&rg=rg&name=web"} {
+	for _, p := range []string{"/ui/set?sub=" + e.Sub + "&rg=rg&name=web", "/ui/admin/images", "/ui/admin/quotas", "/ui/admin/hosts", "/ui/admin/marketplace", "/ui/events?sub=" + e.Sub + "&rg=rg&name=web"} {
 		st := eval[int](t, ctx, fmt.Sprintf(`fetch(%q).then(r => r.status)`, p))
 		if st != http.StatusNotFound {
 			t.Errorf("tenant GET %s: %d, want 404", p, st)
