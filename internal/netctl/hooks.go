@@ -12,6 +12,7 @@ import (
 	"github.com/vmssd/vmssd/internal/lb"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/network"
+	"github.com/vmssd/vmssd/internal/nsg"
 	"github.com/vmssd/vmssd/internal/store"
 )
 
@@ -41,6 +42,12 @@ func (m *Manager) Attach(ctx context.Context, set *model.ScaleSet, inst *model.I
 		}
 		sid, _ := network.ParseRef(ipc.Subnet, network.RefSubnet)
 		out = driver.Network{NetworkID: strings.ToLower(sid.Resource().ID()), PrivateIP: addr.String(), PrefixLen: prefixLen(ctx, m.opts.Store, sid, addr)}
+		// The NIC's security rules, wanted before the driver attaches it.
+		rs, err := nicSecurity(ctx, m.opts.Store, set, n.Name, ipc.Subnet)
+		if err != nil {
+			return driver.Network{}, err
+		}
+		_ = m.want(nsg.Key{NetworkID: out.NetworkID, IP: out.PrivateIP}, rs) // a namespace that holds it already reports at its next sync
 	}
 	return out, nil
 }

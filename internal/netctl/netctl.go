@@ -39,6 +39,7 @@ import (
 	"github.com/vmssd/vmssd/internal/lb"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/network"
+	"github.com/vmssd/vmssd/internal/nsg"
 	"github.com/vmssd/vmssd/internal/state"
 	"github.com/vmssd/vmssd/internal/store"
 )
@@ -75,6 +76,9 @@ type Manager struct {
 	// healthLB maps a scale set (SetRef.String()) to the load balancer
 	// whose probe its networkProfile.healthProbe names.
 	healthLB map[string]string
+
+	nsgMu   sync.Mutex
+	nsgKeys map[nsg.Key]bool // NICs whose security rules this manager set (nsg.go)
 }
 
 type balancer struct {
@@ -214,6 +218,7 @@ func (m *Manager) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.syncSecurity(ctx, insts)
 	byID := make(map[string]*model.Instance, len(insts))
 	for _, inst := range insts {
 		byID[instancePrefix(inst.Ref(), inst.ID)] = inst

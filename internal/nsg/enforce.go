@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Key names a NIC on a virtual network: the network's id (driver.Network's
@@ -25,11 +27,39 @@ type Enforcer struct {
 	nss    map[string]*attached // by driver instance id
 }
 
+// attached is a namespace the enforcer keeps in step. It holds no
+// descriptor on it (that would keep a namespace, and the veth in it, alive
+// after its container ended): it opens it again by pid and checks it is
+// still the same namespace (device and inode) each time.
 type attached struct {
-	key     Key
-	ns      *os.File
-	applied *Ruleset
-	ok      bool // applied is in the namespace
+	key      Key
+	pid      int
+	dev, ino uint64
+	applied  *Ruleset
+	ok       bool // applied is in the namespace
+}
+
+func nsPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/net" }
+
+func nsID(f *os.File) (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, 0, err
+	}
+	return uint64(st.Dev), st.Ino, nil
+}
+
+// open opens a's namespace, or returns nil when it is gone.
+func (a *attached) open() *os.File {
+	f, err := os.Open(nsPath(a.pid))
+	if err != nil {
+		return nil
+	}
+	if dev, ino, err := nsID(f); err != nil || dev != a.dev || ino != a.ino {
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 // NewEnforcer returns an empty Enforcer.
@@ -66,18 +96,27 @@ func (e *Enforcer) Want(k Key, rs *Ruleset) error {
 
 // Attach records that instance id's NIC k lives in the network namespace of
 // process pid and applies its wanted ruleset there (it replaces an earlier
-// attachment of id).
-func (e *Enforcer) Attach(id string, k Key, pid int) error {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+// attachment of id). fresh says the namespace is new (no table of ours
+// yet); a recovered one may hold a stale table, which goes when no NSG
+// applies any more.
+func (e *Enforcer) Attach(id string, k Key, pid int, fresh bool) error {
+	f, err := os.Open(nsPath(pid))
+	if err != nil {
+		return fmt.Errorf("nsg: namespace of %d: %w", pid, err)
+	}
+	defer f.Close()
+	dev, ino, err := nsID(f)
 	if err != nil {
 		return fmt.Errorf("nsg: namespace of %d: %w", pid, err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if old := e.nss[id]; old != nil {
-		old.ns.Close()
+	a := &attached{key: k, pid: pid, dev: dev, ino: ino}
+	if fresh {
+		a.ok = true // nothing in it: a nil ruleset needs no apply
+	} else {
+		a.applied = &Ruleset{} // unknown: whatever is wanted gets applied
 	}
-	a := &attached{key: k, ns: f}
 	e.nss[id] = a
 	return e.apply(id, a)
 }
@@ -86,10 +125,7 @@ func (e *Enforcer) Attach(id string, k Key, pid int) error {
 func (e *Enforcer) Detach(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if a := e.nss[id]; a != nil {
-		a.ns.Close()
-		delete(e.nss, id)
-	}
+	delete(e.nss, id)
 }
 
 // Applied returns the ruleset in instance id's namespace (for tests and
@@ -111,7 +147,13 @@ func (e *Enforcer) apply(id string, a *attached) error {
 	if a.ok && reflect.DeepEqual(a.applied, want) {
 		return nil
 	}
-	if err := Apply(int(a.ns.Fd()), want); err != nil {
+	f := a.open()
+	if f == nil {
+		delete(e.nss, id) // its namespace ended
+		return nil
+	}
+	defer f.Close()
+	if err := Apply(int(f.Fd()), want); err != nil {
 		a.ok = false
 		return fmt.Errorf("nsg: instance %s: %w", id, err)
 	}

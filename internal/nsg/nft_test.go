@@ -172,7 +172,7 @@ func TestEnforcedInNamespace(t *testing.T) {
 	}
 	// Attach by a process in b: this test's own thread parked there.
 	pid := parkIn(t, b)
-	if err := e.Attach("inst", k, pid); err != nil {
+	if err := e.Attach("inst", k, pid, true); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Detach("inst") })

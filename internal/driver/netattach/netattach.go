@@ -44,6 +44,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/vmssd/vmssd/internal/driver"
+	"github.com/vmssd/vmssd/internal/nsg"
 )
 
 // Link name prefixes.
@@ -287,6 +288,9 @@ func (nm Names) AttachNetns(id string, pid int, n driver.Network) error {
 	if err != nil {
 		return fmt.Errorf("netattach: %s: %w", host, err)
 	}
+	if err := enforceNSG(id, pid, n, true); err != nil {
+		return fmt.Errorf("netattach: %w", err)
+	}
 	if err := netlink.LinkSetUp(hl); err != nil {
 		return fmt.Errorf("netattach: %s up: %w", host, err)
 	}
@@ -403,6 +407,7 @@ func (nm Names) Attached(id string, n driver.Network, vm bool) bool {
 // Detach removes instance id's links (its veth and TAP, whichever exist)
 // and its network's bridge once no port is left.
 func (nm Names) Detach(id string, n driver.Network) error {
+	nsg.Default.Detach(id)
 	errs := []error{delLink(nm.Veth(id)), delLink(nm.peer(id)), delLink(nm.Tap(id))}
 	if n.NetworkID != "" {
 		bridgeMu.Lock()

@@ -547,6 +547,8 @@ func (d *Driver) attachNetwork(in *instance, pid int, n driver.Network, fresh bo
 			if !fresh {
 				d.log.Warn("recover: container re-attached to its network", "id", in.ID, "link", d.net.Veth(in.ID))
 			}
+		} else {
+			d.net.Track(in.ID, pid, n) // network security rules
 		}
 		mode = netattach.ModeBridge
 	}
