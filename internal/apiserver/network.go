@@ -198,6 +198,28 @@ func (s *Server) loadNet(ctx context.Context, ref model.NetRef) (*model.NetResou
 }
 
 // checkLocation requires the cloud's location, unchanged on update.
+// decodeNetPut decodes the PUT body of a network resource of type typ and the
+// model of the current record (nil when there is none), and checks the
+// body's location (loc reads it).
+func decodeNetPut[T any](s *Server, body []byte, cur *model.NetResource, typ string, loc func(*T) *string) (v, old *T, err error) {
+	v = new(T)
+	if err := decode(body, v); err != nil {
+		return nil, nil, err
+	}
+	curLoc := ""
+	if cur != nil {
+		old = new(T)
+		if err := json.Unmarshal(cur.Model, old); err != nil {
+			return nil, nil, err
+		}
+		curLoc = strVal(loc(old))
+	}
+	if err := s.checkLocation(strVal(loc(v)), cur, curLoc, typ); err != nil {
+		return nil, nil, err
+	}
+	return v, old, nil
+}
+
 func (s *Server) checkLocation(loc string, cur *model.NetResource, curLoc, typ string) error {
 	if loc == "" {
 		return errs.New(errs.Invalid, "LocationRequired", "The location property is required for this definition.").WithTarget("location")
@@ -235,18 +257,28 @@ func (s *Server) completedOp(kind string, ref model.NetRef) (*model.Operation, s
 	return op, state.PutOp(model.OperationKey(op.ID), op)
 }
 
+// readNetPut checks the name of the network resource (or child) a PUT
+// writes, named by field in the errors, and reads the body, a JSON object.
+func readNetPut(r *http.Request, name, field string) ([]byte, error) {
+	if err := network.ValidName(name, field); err != nil {
+		return nil, err
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if body == nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+		return nil, errs.New(errs.Invalid, "InvalidRequestContent", "The request content must be a JSON object.")
+	}
+	return body, nil
+}
+
 func (s *Server) putNet(k *netKind) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 		ref := s.netRef(rc, k.typ)
-		if err := network.ValidName(ref.Name, "name"); err != nil {
-			return err
-		}
-		body, err := readBody(r)
+		body, err := readNetPut(r, ref.Name, "name")
 		if err != nil {
 			return err
-		}
-		if body == nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
-			return errs.New(errs.Invalid, "InvalidRequestContent", "The request content must be a JSON object.")
 		}
 		unlock := s.subLocks.lock(ref.Sub)
 		defer unlock()

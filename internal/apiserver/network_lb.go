@@ -26,20 +26,8 @@ func (s *Server) lbKind() *netKind {
 		typ:   model.NetLoadBalancers,
 		model: reflect.TypeFor[armnetwork.LoadBalancer](),
 		prepare: func(ctx context.Context, rc *reqCtx, ref model.NetRef, cur *model.NetResource, body []byte) (*netWrite, error) {
-			lb := &armnetwork.LoadBalancer{}
-			if err := decode(body, lb); err != nil {
-				return nil, err
-			}
-			var old *armnetwork.LoadBalancer
-			curLoc := ""
-			if cur != nil {
-				old = &armnetwork.LoadBalancer{}
-				if err := json.Unmarshal(cur.Model, old); err != nil {
-					return nil, err
-				}
-				curLoc = strVal(old.Location)
-			}
-			if err := s.checkLocation(strVal(lb.Location), cur, curLoc, model.NetLoadBalancers); err != nil {
+			lb, old, err := decodeNetPut(s, body, cur, model.NetLoadBalancers, func(v *armnetwork.LoadBalancer) *string { return v.Location })
+			if err != nil {
 				return nil, err
 			}
 			clearLB(lb)

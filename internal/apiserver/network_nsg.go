@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,19 +27,8 @@ func (s *Server) nsgKind() *netKind {
 		typ:   model.NetSecurityGroups,
 		model: reflect.TypeFor[armnetwork.SecurityGroup](),
 		prepare: func(ctx context.Context, rc *reqCtx, ref model.NetRef, cur *model.NetResource, body []byte) (*netWrite, error) {
-			g := &armnetwork.SecurityGroup{}
-			if err := decode(body, g); err != nil {
-				return nil, err
-			}
-			curLoc := ""
-			if cur != nil {
-				old := &armnetwork.SecurityGroup{}
-				if err := json.Unmarshal(cur.Model, old); err != nil {
-					return nil, err
-				}
-				curLoc = strVal(old.Location)
-			}
-			if err := s.checkLocation(strVal(g.Location), cur, curLoc, model.NetSecurityGroups); err != nil {
+			g, _, err := decodeNetPut(s, body, cur, model.NetSecurityGroups, func(v *armnetwork.SecurityGroup) *string { return v.Location })
+			if err != nil {
 				return nil, err
 			}
 			g.ID, g.Name, g.Type, g.Etag = nil, nil, nil, nil
@@ -164,15 +152,9 @@ func (s *Server) nsgRuleWrite(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	name := rc.v("rule")
 	var in *armnetwork.SecurityRule
 	if r.Method == http.MethodPut {
-		if err := network.ValidName(name, "securityRuleName"); err != nil {
-			return err
-		}
-		body, err := readBody(r)
+		body, err := readNetPut(r, name, "securityRuleName")
 		if err != nil {
 			return err
-		}
-		if body == nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
-			return errs.New(errs.Invalid, "InvalidRequestContent", "The request content must be a JSON object.")
 		}
 		in = &armnetwork.SecurityRule{}
 		if err := decode(lenient(body, reflect.TypeFor[armnetwork.SecurityRule]()), in); err != nil {

@@ -30,19 +30,8 @@ func (s *Server) publicIPKind() *netKind {
 		typ:   model.NetPublicIPs,
 		model: reflect.TypeFor[armnetwork.PublicIPAddress](),
 		prepare: func(ctx context.Context, rc *reqCtx, ref model.NetRef, cur *model.NetResource, body []byte) (*netWrite, error) {
-			ip := &armnetwork.PublicIPAddress{}
-			if err := decode(body, ip); err != nil {
-				return nil, err
-			}
-			curLoc := ""
-			if cur != nil {
-				old := &armnetwork.PublicIPAddress{}
-				if err := json.Unmarshal(cur.Model, old); err != nil {
-					return nil, err
-				}
-				curLoc = strVal(old.Location)
-			}
-			if err := s.checkLocation(strVal(ip.Location), cur, curLoc, model.NetPublicIPs); err != nil {
+			ip, _, err := decodeNetPut(s, body, cur, model.NetPublicIPs, func(v *armnetwork.PublicIPAddress) *string { return v.Location })
+			if err != nil {
 				return nil, err
 			}
 			ip.ID, ip.Name, ip.Type, ip.Etag = nil, nil, nil, nil

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,20 +27,8 @@ func (s *Server) vnetKind() *netKind {
 		typ:   model.NetVirtualNetworks,
 		model: reflect.TypeFor[armnetwork.VirtualNetwork](),
 		prepare: func(ctx context.Context, rc *reqCtx, ref model.NetRef, cur *model.NetResource, body []byte) (*netWrite, error) {
-			vn := &armnetwork.VirtualNetwork{}
-			if err := decode(body, vn); err != nil {
-				return nil, err
-			}
-			curLoc := ""
-			var curVN *armnetwork.VirtualNetwork
-			if cur != nil {
-				curVN = &armnetwork.VirtualNetwork{}
-				if err := json.Unmarshal(cur.Model, curVN); err != nil {
-					return nil, err
-				}
-				curLoc = strVal(curVN.Location)
-			}
-			if err := s.checkLocation(strVal(vn.Location), cur, curLoc, model.NetVirtualNetworks); err != nil {
+			vn, curVN, err := decodeNetPut(s, body, cur, model.NetVirtualNetworks, func(v *armnetwork.VirtualNetwork) *string { return v.Location })
+			if err != nil {
 				return nil, err
 			}
 			clearVNet(vn)
@@ -286,12 +273,21 @@ func subnetNotFound(vnet model.NetRef, name string) *errs.Error {
 	return errs.New(errs.NotFound, "NotFound", "Resource %s not found.", network.SubnetID(vnet, name))
 }
 
-func (s *Server) getSubnet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	rec, rev, err := s.loadNet(r.Context(), s.vnetRef(rc))
+// loadVNet reads the request's virtual network, its record and its rendering.
+func (s *Server) loadVNet(ctx context.Context, rc *reqCtx) (*model.NetResource, int64, *armnetwork.VirtualNetwork, error) {
+	rec, rev, err := s.loadNet(ctx, s.vnetRef(rc))
 	if err != nil {
-		return err
+		return nil, 0, nil, err
 	}
 	vn, err := renderVNet(rec, rev)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return rec, rev, vn, nil
+}
+
+func (s *Server) getSubnet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	rec, rev, vn, err := s.loadVNet(r.Context(), rc)
 	if err != nil {
 		return err
 	}
@@ -305,11 +301,7 @@ func (s *Server) getSubnet(w http.ResponseWriter, r *http.Request, rc *reqCtx) e
 }
 
 func (s *Server) listSubnets(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	rec, rev, err := s.loadNet(r.Context(), s.vnetRef(rc))
-	if err != nil {
-		return err
-	}
-	vn, err := renderVNet(rec, rev)
+	_, _, vn, err := s.loadVNet(r.Context(), rc)
 	if err != nil {
 		return err
 	}
@@ -320,15 +312,9 @@ func (s *Server) listSubnets(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 // putSubnet creates or replaces one subnet of a virtual network.
 func (s *Server) putSubnet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	name := rc.v("subnet")
-	if err := network.ValidName(name, "subnetName"); err != nil {
-		return err
-	}
-	body, err := readBody(r)
+	body, err := readNetPut(r, name, "subnetName")
 	if err != nil {
 		return err
-	}
-	if body == nil || !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
-		return errs.New(errs.Invalid, "InvalidRequestContent", "The request content must be a JSON object.")
 	}
 	sn := &armnetwork.Subnet{}
 	if err := decode(lenient(body, reflect.TypeFor[armnetwork.Subnet]()), sn); err != nil {

@@ -152,13 +152,11 @@ func (s *Server) extensionRollingUpgrade(w http.ResponseWriter, r *http.Request,
 		"vmssd does not run VM extensions, so there is nothing for an extension rolling upgrade to do; the Application Health extension's settings are applied by the host's health probe and take effect with the model.")
 }
 
-func (s *Server) cancelRollingUpgrade(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ctx := r.Context()
-	ref := s.ref(rc)
-	if _, err := readBody(r); err != nil {
-		return err
-	}
-	var op *model.Operation
+// editLatestRollout changes the scale set's latest rollout (nil when it has
+// had none) with edit, which checks it first, and writes it back with the
+// extra operations edit returns, retrying when the rollout changed meanwhile.
+func (s *Server) editLatestRollout(ctx context.Context, ref model.SetRef, edit func(set *model.ScaleSet, ro *model.Rollout) ([]store.Op, error)) (*model.Rollout, error) {
+	var out *model.Rollout
 	err := retryConflicts(func() error {
 		set, _, err := s.loadSet(ctx, ref)
 		if err != nil {
@@ -168,17 +166,45 @@ func (s *Server) cancelRollingUpgrade(w http.ResponseWriter, r *http.Request, rc
 		if err != nil {
 			return err
 		}
+		extra, err := edit(set, ro)
+		if err != nil {
+			return err
+		}
+		key := model.RolloutKey(ref, ro.Seq)
+		_, err = s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, append([]store.Op{state.PutOp(key, ro)}, extra...)...)
+		out = ro
+		return err
+	})
+	return out, err
+}
+
+// approveRollout lets ro, stopped at an approval gate, go on.
+func approveRollout(ro *model.Rollout, setName string, now time.Time) error {
+	if ro == nil || !ro.Active() || ro.Phase != model.PhaseAwaitingApproval {
+		return errs.New(errs.Conflict, "NoApprovalPending", "No rolling upgrade of the scale set '%s' is waiting for approval.", setName)
+	}
+	ro.Approvals++
+	ro.Phase = ""
+	ro.LastAction, ro.LastActionTime = "Approve", now
+	return nil
+}
+
+func (s *Server) cancelRollingUpgrade(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	ref := s.ref(rc)
+	if _, err := readBody(r); err != nil {
+		return err
+	}
+	var op *model.Operation
+	_, err := s.editLatestRollout(r.Context(), ref, func(set *model.ScaleSet, ro *model.Rollout) ([]store.Op, error) {
 		if ro == nil || !ro.Active() {
-			return errs.New(errs.Conflict, "OperationNotAllowed", "There is no ongoing Rolling Upgrade to cancel on the scale set '%s'.", set.Name)
+			return nil, errs.New(errs.Conflict, "OperationNotAllowed", "There is no ongoing Rolling Upgrade to cancel on the scale set '%s'.", set.Name)
 		}
 		op = s.rolloutOperation("vmss.cancelRollingUpgrade", set)
 		now := s.opts.Now()
 		ro.CancelRequested = true
 		ro.LastAction, ro.LastActionTime = "Cancel", now
 		ro.CancelOperations = append(ro.CancelOperations, op.ID)
-		key := model.RolloutKey(ref, ro.Seq)
-		_, err = s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, ro), state.PutOp(model.OperationKey(op.ID), op))
-		return err
+		return []store.Op{state.PutOp(model.OperationKey(op.ID), op)}, nil
 	})
 	if err != nil {
 		return err
@@ -191,31 +217,12 @@ func (s *Server) cancelRollingUpgrade(w http.ResponseWriter, r *http.Request, rc
 // approveRollingUpgrade (vmssd, beyond Azure) lets a rollout stopped at an
 // approval gate go on; it answers with the rollout's status.
 func (s *Server) approveRollingUpgrade(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ctx := r.Context()
 	ref := s.ref(rc)
 	if _, err := readBody(r); err != nil {
 		return err
 	}
-	var ro *model.Rollout
-	err := retryConflicts(func() error {
-		if _, _, err := s.loadSet(ctx, ref); err != nil {
-			return err
-		}
-		var rev int64
-		var err error
-		ro, rev, err = latestRollout(ctx, s.opts.Store, ref)
-		if err != nil {
-			return err
-		}
-		if ro == nil || !ro.Active() || ro.Phase != model.PhaseAwaitingApproval {
-			return errs.New(errs.Conflict, "NoApprovalPending", "No rolling upgrade of the scale set '%s' is waiting for approval.", ref.Name)
-		}
-		ro.Approvals++
-		ro.Phase = ""
-		ro.LastAction, ro.LastActionTime = "Approve", s.opts.Now()
-		key := model.RolloutKey(ref, ro.Seq)
-		_, err = s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, ro))
-		return err
+	ro, err := s.editLatestRollout(r.Context(), ref, func(_ *model.ScaleSet, ro *model.Rollout) ([]store.Op, error) {
+		return nil, approveRollout(ro, ref.Name, s.opts.Now())
 	})
 	if err != nil {
 		return err
@@ -228,33 +235,19 @@ func (s *Server) approveRollingUpgrade(w http.ResponseWriter, r *http.Request, r
 // an approval: 202 and an operation, which has succeeded once the gate is
 // passed.
 func (s *Server) approveRollingUpgradeLRO(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ctx := r.Context()
 	ref := s.ref(rc)
 	if _, err := readBody(r); err != nil {
 		return err
 	}
 	var op *model.Operation
-	err := retryConflicts(func() error {
-		set, _, err := s.loadSet(ctx, ref)
-		if err != nil {
-			return err
-		}
-		ro, rev, err := latestRollout(ctx, s.opts.Store, ref)
-		if err != nil {
-			return err
-		}
-		if ro == nil || !ro.Active() || ro.Phase != model.PhaseAwaitingApproval {
-			return errs.New(errs.Conflict, "NoApprovalPending", "No rolling upgrade of the scale set '%s' is waiting for approval.", ref.Name)
-		}
+	_, err := s.editLatestRollout(r.Context(), ref, func(set *model.ScaleSet, ro *model.Rollout) ([]store.Op, error) {
 		now := s.opts.Now()
-		ro.Approvals++
-		ro.Phase = ""
-		ro.LastAction, ro.LastActionTime = "Approve", now
+		if err := approveRollout(ro, set.Name, now); err != nil {
+			return nil, err
+		}
 		op = s.rolloutOperation("vmss.approveRollingUpgrade", set)
 		op.Status, op.End = arm.StatusSucceeded, &now
-		key := model.RolloutKey(ref, ro.Seq)
-		_, err = s.opts.Store.Txn(ctx, []store.Cond{store.ModRevisionIs(key, rev)}, state.PutOp(key, ro), state.PutOp(model.OperationKey(op.ID), op))
-		return err
+		return []store.Op{state.PutOp(model.OperationKey(op.ID), op)}, nil
 	})
 	if err != nil {
 		return err
