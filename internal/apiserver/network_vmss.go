@@ -71,6 +71,8 @@ func (s *Server) checkNetworkProfile(ctx context.Context, c *Caller, ref model.S
 				return nil, nil, err
 			}
 			found = network.FindSubnet(vn, p.Child()) != nil
+		case network.RefNSG:
+			found = true // the group exists (linked read it)
 		default:
 			lb := &armnetwork.LoadBalancer{}
 			if err := json.Unmarshal(rec.Model, lb); err != nil {

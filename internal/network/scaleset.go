@@ -105,6 +105,11 @@ type Reference struct {
 func ScaleSetRefs(m *armcompute.VirtualMachineScaleSet) []Reference {
 	const base = "properties.virtualMachineProfile.networkProfile"
 	var out []Reference
+	for i, id := range nicNSGs(m) {
+		if id != "" {
+			out = append(out, Reference{id, RefNSG, fmt.Sprintf("%s.networkInterfaceConfigurations[%d].properties.networkSecurityGroup.id", base, i)})
+		}
+	}
 	for i, n := range ScaleSetNICs(m) {
 		for j, c := range n.IPConfigs {
 			t := fmt.Sprintf("%s.networkInterfaceConfigurations[%d].properties.ipConfigurations[%d].properties", base, i, j)
@@ -121,6 +126,23 @@ func ScaleSetRefs(m *armcompute.VirtualMachineScaleSet) []Reference {
 	}
 	if hp := HealthProbe(m); hp != "" {
 		out = append(out, Reference{hp, RefProbe, base + ".healthProbe.id"})
+	}
+	return out
+}
+
+// nicNSGs lists the networkSecurityGroup id of each NIC configuration ("" for none),
+// by the configurations' index.
+func nicNSGs(m *armcompute.VirtualMachineScaleSet) []string {
+	if m == nil || m.Properties == nil || m.Properties.VirtualMachineProfile == nil || m.Properties.VirtualMachineProfile.NetworkProfile == nil {
+		return nil
+	}
+	var out []string
+	for _, nc := range m.Properties.VirtualMachineProfile.NetworkProfile.NetworkInterfaceConfigurations {
+		id := ""
+		if nc != nil && nc.Properties != nil && nc.Properties.NetworkSecurityGroup != nil {
+			id = s(nc.Properties.NetworkSecurityGroup.ID)
+		}
+		out = append(out, id)
 	}
 	return out
 }
