@@ -128,6 +128,13 @@ func (e *Enforcer) Detach(id string) {
 	delete(e.nss, id)
 }
 
+// Wanted returns the ruleset wanted for NIC k (nil: none).
+func (e *Enforcer) Wanted(k Key) *Ruleset {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.wanted[k]
+}
+
 // Applied returns the ruleset in instance id's namespace (for tests and
 // diagnostics) and whether id is attached.
 func (e *Enforcer) Applied(id string) (*Ruleset, bool) {
