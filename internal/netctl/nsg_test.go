@@ -52,7 +52,7 @@ func TestSecurityRulesFollowTheStore(t *testing.T) {
 		"networkProfile": map[string]any{"networkInterfaceConfigurations": []any{map[string]any{
 			"name": "web-nic", "properties": map[string]any{"primary": true,
 				"networkSecurityGroup": map[string]any{"id": nicNSG.ID()},
-				"ipConfigurations": []any{map[string]any{"name": "ipc", "properties": map[string]any{"subnet": map[string]any{"id": vnet.ID() + "/subnets/default"}}}}}}}}}}}
+				"ipConfigurations":     []any{map[string]any{"name": "ipc", "properties": map[string]any{"subnet": map[string]any{"id": vnet.ID() + "/subnets/default"}}}}}}}}}}}
 	raw, _ := json.Marshal(body)
 	if err := json.Unmarshal(raw, &vmss); err != nil {
 		t.Fatal(err)
