@@ -159,22 +159,7 @@ func (s *Server) callerOf(ctx context.Context, id deploy.Identity) (*Caller, err
 // Do runs an ARM request through the router in process as the principal
 // id names (deploy.Dispatcher).
 func (s *Server) Do(ctx context.Context, id deploy.Identity, method, path string, body []byte) (*deploy.Response, error) {
-	c, err := s.callerOf(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	ctx = context.WithValue(ctx, internalCallerKey{}, c)
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+internalHost+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("apiserver: internal request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	rec := &recorder{header: http.Header{}}
-	s.ServeHTTP(rec, req)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	return &deploy.Response{Status: rec.status, Header: rec.header, Body: rec.body.Bytes()}, nil
+	return s.DoAs(ctx, id, method, path, nil, body)
 }
 
 // internalHost is the Host of in-process requests.
