@@ -84,7 +84,11 @@ func (f *Fetcher) Fetch(ctx context.Context, u *url.URL, p Product, progress Pro
 		if ctx.Err() != nil {
 			return "", fmt.Errorf("marketplace: download of %s cancelled: %w", p.Name, ctx.Err())
 		}
-		if errors.Is(err, ErrChecksum) || errors.Is(err, ErrUpstream) {
+		if errors.Is(err, ErrChecksum) {
+			_ = os.Remove(part)
+			return "", err
+		}
+		if errors.Is(err, ErrUpstream) {
 			return "", err
 		}
 		if n > 0 {
@@ -164,8 +168,9 @@ func (f *Fetcher) attempt(ctx context.Context, u *url.URL, p Product, part strin
 		}
 		have = 0
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		// The upstream has fewer bytes than the catalog lists: truncated.
 		_ = fh.Truncate(0)
-		return 0, fmt.Errorf("marketplace: upstream refused the range from %d; restarting", have)
+		return 0, fmt.Errorf("%w: %s: the upstream has no bytes after %d (Content-Range %q), the catalog lists %d", ErrChecksum, p.Name, have, resp.Header.Get("Content-Range"), p.SizeBytes)
 	case resp.StatusCode >= 500:
 		return 0, fmt.Errorf("marketplace: upstream answered %s", resp.Status)
 	default:
@@ -173,6 +178,7 @@ func (f *Fetcher) attempt(ctx context.Context, u *url.URL, p Product, part strin
 	}
 	w := &progressWriter{w: fh, done: have, progress: progress}
 	n, err := io.Copy(w, io.LimitReader(resp.Body, p.SizeBytes-have+1))
+	progress(have + n)
 	if err != nil {
 		return n, err
 	}
