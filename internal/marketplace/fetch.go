@@ -76,9 +76,11 @@ func (f *Fetcher) Fetch(ctx context.Context, u *url.URL, p Product, progress Pro
 		retries = 20
 	}
 	failures := 0
+	var sum []byte
 	for {
-		n, err := f.attempt(ctx, u, p, part, progress)
+		res, err := f.attempt(ctx, u, p, part, progress)
 		if err == nil {
+			sum = res.sum
 			break
 		}
 		if ctx.Err() != nil {
@@ -91,7 +93,7 @@ func (f *Fetcher) Fetch(ctx context.Context, u *url.URL, p Product, progress Pro
 		if errors.Is(err, ErrUpstream) {
 			return "", err
 		}
-		if n > 0 {
+		if res.added > 0 {
 			failures = 0
 		}
 		failures++
@@ -108,38 +110,51 @@ func (f *Fetcher) Fetch(ctx context.Context, u *url.URL, p Product, progress Pro
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-	if err := verifyFile(part, p); err != nil {
+	if got := hexOf(sum); got != p.SHA256 {
 		_ = os.Remove(part)
-		return "", err
+		return "", fmt.Errorf("%w: %s: sha256 %s, the catalog lists %s", ErrChecksum, p.Name, got, p.SHA256)
 	}
 	return part, nil
 }
 
-// attempt continues the download once; it returns the bytes it added.
-func (f *Fetcher) attempt(ctx context.Context, u *url.URL, p Product, part string, progress Progress) (int64, error) {
-	fh, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY, 0o600)
+// attemptResult is what one attempt added and, once the file is
+// complete, its sha256.
+type attemptResult struct {
+	added int64
+	sum   []byte
+}
+
+// attempt continues the download once. The bytes already present are
+// hashed first (a resume), the new ones as they arrive, so a download
+// from the start reads its bytes once.
+func (f *Fetcher) attempt(ctx context.Context, u *url.URL, p Product, part string, progress Progress) (attemptResult, error) {
+	var res attemptResult
+	fh, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return 0, fmt.Errorf("marketplace: %w", err)
+		return res, fmt.Errorf("marketplace: %w", err)
 	}
 	defer fh.Close()
-	have, err := fh.Seek(0, io.SeekEnd)
+	h := sha256.New()
+	have, err := io.Copy(h, fh)
 	if err != nil {
-		return 0, fmt.Errorf("marketplace: %w", err)
+		return res, fmt.Errorf("marketplace: %w", err)
 	}
 	if have > p.SizeBytes {
 		// More than the catalog lists: start again.
 		if err := fh.Truncate(0); err != nil {
-			return 0, err
+			return res, err
 		}
 		have, _ = fh.Seek(0, io.SeekStart)
+		h.Reset()
 	}
 	progress(have)
 	if have == p.SizeBytes {
-		return 0, nil
+		res.sum = h.Sum(nil)
+		return res, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrUpstream, err)
+		return res, fmt.Errorf("%w: %v", ErrUpstream, err)
 	}
 	if f.Credential != "" {
 		req.Header.Set("Authorization", "Bearer "+f.Credential)
@@ -153,7 +168,7 @@ func (f *Fetcher) attempt(ctx context.Context, u *url.URL, p Product, part strin
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
 	defer resp.Body.Close()
 	switch {
@@ -161,34 +176,40 @@ func (f *Fetcher) attempt(ctx context.Context, u *url.URL, p Product, part strin
 	case resp.StatusCode == http.StatusOK:
 		// The upstream ignores Range: start over.
 		if err := fh.Truncate(0); err != nil {
-			return 0, err
+			return res, err
 		}
 		if _, err := fh.Seek(0, io.SeekStart); err != nil {
-			return 0, err
+			return res, err
 		}
 		have = 0
+		h.Reset()
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		// The upstream has fewer bytes than the catalog lists: truncated.
 		_ = fh.Truncate(0)
-		return 0, fmt.Errorf("%w: %s: the upstream has no bytes after %d (Content-Range %q), the catalog lists %d", ErrChecksum, p.Name, have, resp.Header.Get("Content-Range"), p.SizeBytes)
+		return res, fmt.Errorf("%w: %s: the upstream has no bytes after %d (Content-Range %q), the catalog lists %d", ErrChecksum, p.Name, have, resp.Header.Get("Content-Range"), p.SizeBytes)
 	case resp.StatusCode >= 500:
-		return 0, fmt.Errorf("marketplace: upstream answered %s", resp.Status)
+		return res, fmt.Errorf("marketplace: upstream answered %s", resp.Status)
 	default:
-		return 0, fmt.Errorf("%w: GET %s: %s", ErrUpstream, u.Redacted(), resp.Status)
+		return res, fmt.Errorf("%w: GET %s: %s", ErrUpstream, u.Redacted(), resp.Status)
 	}
-	w := &progressWriter{w: fh, done: have, progress: progress}
+	w := &progressWriter{w: io.MultiWriter(fh, h), done: have, progress: progress}
 	n, err := io.Copy(w, io.LimitReader(resp.Body, p.SizeBytes-have+1))
+	res.added = n
 	progress(have + n)
 	if err != nil {
-		return n, err
+		return res, err
 	}
 	if err := fh.Sync(); err != nil {
-		return n, err
+		return res, err
 	}
 	if have+n < p.SizeBytes {
-		return n, fmt.Errorf("marketplace: %w: %d of %d bytes", io.ErrUnexpectedEOF, have+n, p.SizeBytes)
+		return res, fmt.Errorf("marketplace: %w: %d of %d bytes", io.ErrUnexpectedEOF, have+n, p.SizeBytes)
 	}
-	return n, nil
+	if have+n > p.SizeBytes {
+		return res, fmt.Errorf("%w: %s: more than the %d bytes the catalog lists", ErrChecksum, p.Name, p.SizeBytes)
+	}
+	res.sum = h.Sum(nil)
+	return res, nil
 }
 
 type progressWriter struct {
