@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -56,13 +57,23 @@ type proc struct {
 	done chan struct{}
 }
 
+// freePort returns a free loopback address for a vmssd that will be killed
+// and started again on it. The port comes from below the kernel's ephemeral
+// range (32768-60999 by default): while the killed server is down, another
+// process's outgoing connection could otherwise take the same port as its
+// source port and make the restart's listen fail.
 func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 func startProc(t testing.TB, dataDir, addr string) *proc {
