@@ -33,44 +33,40 @@ func usageTable(us []*armcompute.Usage) table {
 
 // ---- vm list-usage ----
 
-type vmListUsageOptions struct {
-	root     *rootOptions
-	location string
-}
-
 func newVMListUsageCommand(root *rootOptions) *cobra.Command {
-	o := &vmListUsageOptions{root: root}
-	cmd := &cobra.Command{Use: "list-usage [-l LOCATION]", Short: "List the subscription's compute usage and quotas in a location", Args: noArgs}
-	cmd.Flags().StringVarP(&o.location, "location", "l", "", "location (default: the configured one)")
-	return bind(root, cmd, o)
+	return newLocationListCommand(root, "list-usage [-l LOCATION]", "List the subscription's compute usage and quotas in a location",
+		func(ctx context.Context, c *connection, sub, location string) ([]*armcompute.Usage, error) {
+			client, err := armcompute.NewUsageClient(sub, c.cred, c.opts)
+			if err != nil {
+				return nil, err
+			}
+			return pages(ctx, client.NewListPager(location, nil), func(p armcompute.UsageClientListResponse) []*armcompute.Usage { return p.Value })
+		}, usageTable)
 }
 
-func (o *vmListUsageOptions) Complete(context.Context, []string) error { return nil }
-func (o *vmListUsageOptions) Validate() error                          { return nil }
-
-func (o *vmListUsageOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
-	if err != nil {
-		return err
-	}
-	sub, err := c.sub()
-	if err != nil {
-		return err
-	}
-	client, err := armcompute.NewUsageClient(sub, c.cred, c.opts)
-	if err != nil {
-		return err
-	}
-	us := []*armcompute.Usage{}
-	pager := client.NewListPager(c.location(o.location), nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
+// newLocationListCommand is a command that lists what list finds in a
+// location (-l, default: the configured one) and prints it, as tbl makes a
+// table of it.
+func newLocationListCommand[T any](root *rootOptions, use, short string,
+	list func(ctx context.Context, c *connection, sub, location string) ([]T, error), tbl func([]T) table) *cobra.Command {
+	var location string
+	cmd := &cobra.Command{Use: use, Short: short, Args: noArgs}
+	cmd.Flags().StringVarP(&location, "location", "l", "", "location (default: the configured one)")
+	return bind(root, cmd, &funcRunner{run: func(ctx context.Context) error {
+		c, err := root.connect()
 		if err != nil {
 			return err
 		}
-		us = append(us, page.Value...)
-	}
-	return o.root.print(us, func() table { return usageTable(us) })
+		sub, err := c.sub()
+		if err != nil {
+			return err
+		}
+		vs, err := list(ctx, c, sub, c.location(location))
+		if err != nil {
+			return err
+		}
+		return root.print(vs, func() table { return tbl(vs) })
+	}})
 }
 
 // ---- admin quota ----

@@ -37,6 +37,14 @@ func (c *connection) rollingUpgrades() (*armcompute.VirtualMachineScaleSetRollin
 	return armcompute.NewVirtualMachineScaleSetRollingUpgradesClient(sub, c.cred, c.opts)
 }
 
+// newSetRefCommand makes cmd a command on one scale set (-g RG -n NAME)
+// that run does.
+func newSetRefCommand(root *rootOptions, cmd *cobra.Command, run func(ctx context.Context, ref setRef) error) *cobra.Command {
+	ref := &setRef{}
+	ref.addFlags(cmd)
+	return bind(root, cmd, &funcRunner{validate: ref.validate, run: func(ctx context.Context) error { return run(ctx, *ref) }})
+}
+
 func newVMSSRollingUpgradeCommand(root *rootOptions) *cobra.Command {
 	cmd := groupCommand("rolling-upgrade", "Start, cancel, approve and show rolling upgrades (az vmss rolling-upgrade)")
 	cmd.Long = `Rolling upgrades run on the server, batch by batch with health gates, as
@@ -61,49 +69,29 @@ image version is 'latest' to the newest image version.`
 	return cmd
 }
 
-// rollingActionOptions are start and cancel.
-type rollingActionOptions struct {
-	root  *rootOptions
-	ref   setRef
-	begin func(ctx context.Context, c *armcompute.VirtualMachineScaleSetRollingUpgradesClient, ref setRef) (func() error, error)
-}
-
 func newRollingActionCommand(root *rootOptions, use, short string,
 	begin func(ctx context.Context, c *armcompute.VirtualMachineScaleSetRollingUpgradesClient, ref setRef) (func() error, error)) *cobra.Command {
-	o := &rollingActionOptions{root: root, begin: begin}
 	cmd := &cobra.Command{Use: use + " -g RG -n NAME", Short: short, Args: noArgs}
-	o.ref.addFlags(cmd)
-	return bind(root, cmd, o)
-}
-
-func (o *rollingActionOptions) Complete(context.Context, []string) error { return nil }
-func (o *rollingActionOptions) Validate() error                          { return o.ref.validate() }
-
-func (o *rollingActionOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
-	if err != nil {
-		return err
-	}
-	client, err := c.rollingUpgrades()
-	if err != nil {
-		return err
-	}
-	wait, err := o.begin(ctx, client, o.ref)
-	if err != nil {
-		return err
-	}
-	return wait()
+	return newSetRefCommand(root, cmd, func(ctx context.Context, ref setRef) error {
+		c, err := root.connect()
+		if err != nil {
+			return err
+		}
+		client, err := c.rollingUpgrades()
+		if err != nil {
+			return err
+		}
+		wait, err := begin(ctx, client, ref)
+		if err != nil {
+			return err
+		}
+		return wait()
+	})
 }
 
 // ---- approve (vmssd extension) ----
 
-type rollingApproveOptions struct {
-	root *rootOptions
-	ref  setRef
-}
-
 func newRollingApproveCommand(root *rootOptions) *cobra.Command {
-	o := &rollingApproveOptions{root: root}
 	cmd := &cobra.Command{
 		Use:   "approve -g RG -n NAME",
 		Short: "Let a rolling upgrade waiting at an approval gate go on (vmssd: POST rollingUpgrades/approve)",
@@ -113,100 +101,82 @@ approved; 'get-latest' shows the wait. Set the gate with
 'vmssctl vmss update --approval eachBatch|firstBatch|none'.`,
 		Args: noArgs,
 	}
-	o.ref.addFlags(cmd)
-	return bind(root, cmd, o)
-}
-
-func (o *rollingApproveOptions) Complete(context.Context, []string) error { return nil }
-func (o *rollingApproveOptions) Validate() error                          { return o.ref.validate() }
-
-func (o *rollingApproveOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
-	if err != nil {
-		return err
-	}
-	sub, err := c.sub()
-	if err != nil {
-		return err
-	}
-	path := "/subscriptions/" + sub + "/resourceGroups/" + o.ref.rg +
-		"/providers/Microsoft.Compute/virtualMachineScaleSets/" + o.ref.name + "/rollingUpgrades/approve"
-	resp, err := c.do(ctx, adminCall{method: http.MethodPost, path: path, apiVersion: apiRollingApprove,
-		ok: []int{http.StatusOK, http.StatusAccepted, http.StatusNoContent}})
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode == http.StatusOK {
-		// The answer is the rolling upgrade's status, as get-latest shows it.
-		b, err := runtime.Payload(resp)
-		if err != nil || len(b) == 0 {
+	return newSetRefCommand(root, cmd, func(ctx context.Context, ref setRef) error {
+		c, err := root.connect()
+		if err != nil {
 			return err
 		}
-		var info armcompute.RollingUpgradeStatusInfo
-		var doc map[string]any
-		if err := json.Unmarshal(b, &info); err != nil {
-			return fmt.Errorf("approve: decode the answer: %w", err)
+		sub, err := c.sub()
+		if err != nil {
+			return err
 		}
-		_ = json.Unmarshal(b, &doc)
-		return o.root.print(doc, func() table { return rollingStatusTable(&info, doc) })
-	}
-	if resp.StatusCode != http.StatusAccepted || (resp.Header.Get("Azure-AsyncOperation") == "" && resp.Header.Get("Location") == "") {
-		return nil
-	}
-	p, err := runtime.NewPoller[struct{}](resp, c.admin.Pipeline(), nil)
-	if err != nil {
+		path := "/subscriptions/" + sub + "/resourceGroups/" + ref.rg +
+			"/providers/Microsoft.Compute/virtualMachineScaleSets/" + ref.name + "/rollingUpgrades/approve"
+		resp, err := c.do(ctx, adminCall{method: http.MethodPost, path: path, apiVersion: apiRollingApprove,
+			ok: []int{http.StatusOK, http.StatusAccepted, http.StatusNoContent}})
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode == http.StatusOK {
+			// The answer is the rolling upgrade's status, as get-latest shows it.
+			b, err := runtime.Payload(resp)
+			if err != nil || len(b) == 0 {
+				return err
+			}
+			var info armcompute.RollingUpgradeStatusInfo
+			var doc map[string]any
+			if err := json.Unmarshal(b, &info); err != nil {
+				return fmt.Errorf("approve: decode the answer: %w", err)
+			}
+			_ = json.Unmarshal(b, &doc)
+			return root.print(doc, func() table { return rollingStatusTable(&info, doc) })
+		}
+		if resp.StatusCode != http.StatusAccepted || (resp.Header.Get("Azure-AsyncOperation") == "" && resp.Header.Get("Location") == "") {
+			return nil
+		}
+		p, err := runtime.NewPoller[struct{}](resp, c.admin.Pipeline(), nil)
+		if err != nil {
+			return err
+		}
+		_, _, err = await(ctx, root, p)
 		return err
-	}
-	_, _, err = await(ctx, o.root, p)
-	return err
+	})
 }
 
 // ---- get-latest ----
 
-type rollingGetLatestOptions struct {
-	root *rootOptions
-	ref  setRef
-}
-
 func newRollingGetLatestCommand(root *rootOptions) *cobra.Command {
-	o := &rollingGetLatestOptions{root: root}
 	cmd := &cobra.Command{
 		Use:   "get-latest -g RG -n NAME",
 		Short: "Show the latest rolling upgrade: status, progress, error (GET rollingUpgrades/latest)",
 		Args:  noArgs,
 	}
-	o.ref.addFlags(cmd)
-	return bind(root, cmd, o)
-}
-
-func (o *rollingGetLatestOptions) Complete(context.Context, []string) error { return nil }
-func (o *rollingGetLatestOptions) Validate() error                          { return o.ref.validate() }
-
-// Run reads the status with the SDK's client and prints the body as the
-// server sent it, so vmssd's own fields (properties.vmssd: phase, batch,
-// approval wait) are shown too.
-func (o *rollingGetLatestOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
-	if err != nil {
-		return err
-	}
-	client, err := c.rollingUpgrades()
-	if err != nil {
-		return err
-	}
-	var raw *http.Response
-	res, err := client.GetLatest(runtime.WithCaptureResponse(ctx, &raw), o.ref.rg, o.ref.name, nil)
-	if err != nil {
-		return err
-	}
-	var v any = res.RollingUpgradeStatusInfo
-	var doc map[string]any
-	if raw != nil {
-		if b, err := runtime.Payload(raw); err == nil && json.Unmarshal(b, &doc) == nil {
-			v = doc
+	// It reads the status with the SDK's client and prints the body as the
+	// server sent it, so vmssd's own fields (properties.vmssd: phase, batch,
+	// approval wait) are shown too.
+	return newSetRefCommand(root, cmd, func(ctx context.Context, ref setRef) error {
+		c, err := root.connect()
+		if err != nil {
+			return err
 		}
-	}
-	return o.root.print(v, func() table { return rollingStatusTable(&res.RollingUpgradeStatusInfo, doc) })
+		client, err := c.rollingUpgrades()
+		if err != nil {
+			return err
+		}
+		var raw *http.Response
+		res, err := client.GetLatest(runtime.WithCaptureResponse(ctx, &raw), ref.rg, ref.name, nil)
+		if err != nil {
+			return err
+		}
+		var v any = res.RollingUpgradeStatusInfo
+		var doc map[string]any
+		if raw != nil {
+			if b, err := runtime.Payload(raw); err == nil && json.Unmarshal(b, &doc) == nil {
+				v = doc
+			}
+		}
+		return root.print(v, func() table { return rollingStatusTable(&res.RollingUpgradeStatusInfo, doc) })
+	})
 }
 
 // rollingStatusTable is get-latest's table.
@@ -244,67 +214,53 @@ func rollingStatusTable(info *armcompute.RollingUpgradeStatusInfo, doc map[strin
 
 // ---- get-os-upgrade-history ----
 
-type osUpgradeHistoryOptions struct {
-	root *rootOptions
-	ref  setRef
-}
-
 func newVMSSOSUpgradeHistoryCommand(root *rootOptions) *cobra.Command {
-	o := &osUpgradeHistoryOptions{root: root}
 	cmd := &cobra.Command{
 		Use:   "get-os-upgrade-history -g RG -n NAME",
 		Short: "List the scale set's OS upgrades, newest first (GET osUpgradeHistory)",
 		Args:  noArgs,
 	}
-	o.ref.addFlags(cmd)
-	return bind(root, cmd, o)
-}
-
-func (o *osUpgradeHistoryOptions) Complete(context.Context, []string) error { return nil }
-func (o *osUpgradeHistoryOptions) Validate() error                          { return o.ref.validate() }
-
-func (o *osUpgradeHistoryOptions) Run(ctx context.Context) error {
-	client, err := o.root.scaleSetsClient()
-	if err != nil {
-		return err
-	}
-	items := []*armcompute.UpgradeOperationHistoricalStatusInfo{}
-	pager := client.NewGetOSUpgradeHistoryPager(o.ref.rg, o.ref.name, nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
+	return newSetRefCommand(root, cmd, func(ctx context.Context, ref setRef) error {
+		client, err := root.scaleSetsClient()
 		if err != nil {
 			return err
 		}
-		items = append(items, page.Value...)
-	}
-	return o.root.print(items, func() table {
-		t := table{header: []string{"Status", "StartedBy", "StartTime", "EndTime", "TargetImage", "Successful", "Failed", "Error"}}
-		for _, it := range items {
-			row := make([]string, len(t.header))
-			if p := it.Properties; p != nil {
-				if rs := p.RunningStatus; rs != nil {
-					row[0] = str(rs.Code)
-					if rs.StartTime != nil {
-						row[2] = rs.StartTime.UTC().Format(time.RFC3339)
-					}
-					if rs.EndTime != nil {
-						row[3] = rs.EndTime.UTC().Format(time.RFC3339)
-					}
-				}
-				row[1] = str(p.StartedBy)
-				if ir := p.TargetImageReference; ir != nil {
-					row[4] = strings.Join([]string{str(ir.Publisher), str(ir.Offer), str(ir.SKU), str(ir.Version)}, ":")
-				}
-				if pr := p.Progress; pr != nil {
-					row[5], row[6] = num(pr.SuccessfulInstanceCount), num(pr.FailedInstanceCount)
-				}
-				if p.Error != nil {
-					row[7] = str(p.Error.Code)
-				}
-			}
-			t.rows = append(t.rows, row)
+		items, err := pages(ctx, client.NewGetOSUpgradeHistoryPager(ref.rg, ref.name, nil),
+			func(p armcompute.VirtualMachineScaleSetsClientGetOSUpgradeHistoryResponse) []*armcompute.UpgradeOperationHistoricalStatusInfo {
+				return p.Value
+			})
+		if err != nil {
+			return err
 		}
-		return t
+		return root.print(items, func() table {
+			t := table{header: []string{"Status", "StartedBy", "StartTime", "EndTime", "TargetImage", "Successful", "Failed", "Error"}}
+			for _, it := range items {
+				row := make([]string, len(t.header))
+				if p := it.Properties; p != nil {
+					if rs := p.RunningStatus; rs != nil {
+						row[0] = str(rs.Code)
+						if rs.StartTime != nil {
+							row[2] = rs.StartTime.UTC().Format(time.RFC3339)
+						}
+						if rs.EndTime != nil {
+							row[3] = rs.EndTime.UTC().Format(time.RFC3339)
+						}
+					}
+					row[1] = str(p.StartedBy)
+					if ir := p.TargetImageReference; ir != nil {
+						row[4] = strings.Join([]string{str(ir.Publisher), str(ir.Offer), str(ir.SKU), str(ir.Version)}, ":")
+					}
+					if pr := p.Progress; pr != nil {
+						row[5], row[6] = num(pr.SuccessfulInstanceCount), num(pr.FailedInstanceCount)
+					}
+					if p.Error != nil {
+						row[7] = str(p.Error.Code)
+					}
+				}
+				t.rows = append(t.rows, row)
+			}
+			return t
+		})
 	})
 }
 

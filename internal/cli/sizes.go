@@ -36,44 +36,18 @@ func vmSizeTable(sizes []*armcompute.VirtualMachineSize) table {
 
 // ---- vm list-sizes ----
 
-type vmListSizesOptions struct {
-	root     *rootOptions
-	location string
-}
-
 func newVMListSizesCommand(root *rootOptions) *cobra.Command {
-	o := &vmListSizesOptions{root: root}
-	cmd := &cobra.Command{Use: "list-sizes [-l LOCATION]", Short: "List the VM sizes available in a location", Args: noArgs}
-	cmd.Flags().StringVarP(&o.location, "location", "l", "", "location (default: the configured one)")
-	return bind(root, cmd, o)
-}
-
-func (o *vmListSizesOptions) Complete(context.Context, []string) error { return nil }
-func (o *vmListSizesOptions) Validate() error                          { return nil }
-
-func (o *vmListSizesOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
-	if err != nil {
-		return err
-	}
-	sub, err := c.sub()
-	if err != nil {
-		return err
-	}
-	client, err := armcompute.NewVirtualMachineSizesClient(sub, c.cred, c.opts)
-	if err != nil {
-		return err
-	}
-	sizes := []*armcompute.VirtualMachineSize{}
-	pager := client.NewListPager(c.location(o.location), nil)
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return err
-		}
-		sizes = append(sizes, page.Value...)
-	}
-	return o.root.print(sizes, func() table { return vmSizeTable(sizes) })
+	return newLocationListCommand(root, "list-sizes [-l LOCATION]", "List the VM sizes available in a location",
+		func(ctx context.Context, c *connection, sub, location string) ([]*armcompute.VirtualMachineSize, error) {
+			client, err := armcompute.NewVirtualMachineSizesClient(sub, c.cred, c.opts)
+			if err != nil {
+				return nil, err
+			}
+			return pages(ctx, client.NewListPager(location, nil),
+				func(p armcompute.VirtualMachineSizesClientListResponse) []*armcompute.VirtualMachineSize {
+					return p.Value
+				})
+		}, vmSizeTable)
 }
 
 // ---- admin vm-size ----
