@@ -7,6 +7,7 @@ import (
 
 // Entry is one action in the activity log.
 type Entry struct {
+	ID      int64
 	Time    time.Time
 	Who     string
 	Sub     string
@@ -15,6 +16,8 @@ type Entry struct {
 	OK      bool
 	Code    string
 	Message string
+	// Status is the line the page shows after the action.
+	Status string
 }
 
 // activity is a bounded in-memory log, newest last.
@@ -22,15 +25,35 @@ type activity struct {
 	mu      sync.Mutex
 	entries []Entry
 	max     int
+	seq     int64
 }
 
-func (a *activity) add(e Entry) {
+// add records e and returns its id.
+func (a *activity) add(e Entry) int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.seq++
+	e.ID = a.seq
 	a.entries = append(a.entries, e)
 	if n := len(a.entries) - a.max; n > 0 {
 		a.entries = append([]Entry(nil), a.entries[n:]...)
 	}
+	return e.ID
+}
+
+// status returns the status line of entry id if who made it.
+func (a *activity) status(id int64, who string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := len(a.entries) - 1; i >= 0; i-- {
+		if e := a.entries[i]; e.ID == id {
+			if e.Who == who {
+				return e.Status
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // list returns the entries keep accepts, newest first.

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -121,6 +122,13 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Cache-Control", "no-store")
+	if r.Method == http.MethodPost {
+		// An action the server accepted runs to its end even if the
+		// browser goes away meanwhile (its outcome is in the activity log).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), actionTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	if r.Method == http.MethodPost && path == "/ui/login" {
 		d.login(w, r)
 		return
@@ -191,8 +199,12 @@ func (d *Dashboard) sessionOf(r *http.Request) *session {
 		return nil
 	}
 	p, _, err := state.Get[model.Principal](r.Context(), d.opts.Store, model.PrincipalKey(s.identity.ClientID))
-	if err != nil || p.UID != s.identity.UID || p.SecretGeneration != s.secGen {
-		d.sessions.remove(s.id)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || err == nil && (p.UID != s.identity.UID || p.SecretGeneration != s.secGen):
+		d.sessions.remove(s.id) // the principal is gone, re-created or has a new secret
+		return nil
+	case err != nil:
+		// Not this request (e.g. a cancelled one): the session stays.
 		return nil
 	}
 	return s
@@ -204,6 +216,9 @@ func (d *Dashboard) isOperator(ctx context.Context, s *session) bool {
 }
 
 const loginCookie = "vmssd_login"
+
+// actionTimeout bounds one POST (its API calls), detached from the browser.
+const actionTimeout = time.Minute
 
 func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request, msg string) {
 	// Login CSRF: a double-submit token tied to this browser.
@@ -254,8 +269,10 @@ type pageData struct {
 func (d *Dashboard) page(w http.ResponseWriter, r *http.Request, status int, name string, s *session, pd pageData) {
 	if s != nil {
 		pd.Who, pd.CSRF = s.identity.ClientID, s.csrf
-		if pd.Flash == "" {
-			pd.Flash = s.takeFlash()
+		if id, err := strconv.ParseInt(r.URL.Query().Get("status"), 10, 64); err == nil && pd.Flash == "" {
+			// The outcome of the action that sent the browser here (a reload
+			// shows it again; another principal's id shows nothing).
+			pd.Flash = d.activity.status(id, s.identity.ClientID)
 		}
 	}
 	if pd.Operator {

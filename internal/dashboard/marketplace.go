@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -165,8 +166,7 @@ func (d *Dashboard) marketplaceAction(w http.ResponseWriter, r *http.Request, s 
 		}
 		msg = e.Action + " failed: " + e.Code + ": " + e.Message
 	}
-	e.OK = err == nil
-	d.activity.add(e)
-	s.setFlash(msg)
-	http.Redirect(w, r, "/ui/admin/marketplace", http.StatusSeeOther)
+	e.OK, e.Status = err == nil, msg
+	id := d.activity.add(e)
+	http.Redirect(w, r, "/ui/admin/marketplace?status="+strconv.FormatInt(id, 10), http.StatusSeeOther)
 }

@@ -325,9 +325,9 @@ func (d *Dashboard) done(w http.ResponseWriter, r *http.Request, s *session, ref
 			msg = what + " failed: conflict: the scale set was changed by someone else since this page loaded (" + e.Code + "). Nothing was overwritten; review the current model below and apply your change again."
 		}
 	}
-	d.activity.add(e)
-	s.setFlash(msg)
-	http.Redirect(w, r, "/ui/set?"+ref.Query(), http.StatusSeeOther)
+	e.Status = msg
+	id := d.activity.add(e)
+	http.Redirect(w, r, "/ui/set?"+ref.Query()+"&status="+strconv.FormatInt(id, 10), http.StatusSeeOther)
 }
 
 func (d *Dashboard) scale(w http.ResponseWriter, r *http.Request, s *session) {
@@ -413,8 +413,9 @@ func (d *Dashboard) updateModel(w http.ResponseWriter, r *http.Request, s *sessi
 	_ = r.ParseForm()
 	body, what := modelPatch(r.PostForm)
 	if len(what) == 0 {
-		s.setFlash("update model: the model is unchanged, nothing to send")
-		http.Redirect(w, r, "/ui/set?"+ref.Query(), http.StatusSeeOther)
+		id := d.activity.add(Entry{Time: d.opts.Now(), Who: s.identity.ClientID, Sub: ref.Sub, Action: "update model (unchanged, nothing sent)", Target: ref.String(), OK: true,
+			Status: "update model: the model is unchanged, nothing to send"})
+		http.Redirect(w, r, "/ui/set?"+ref.Query()+"&status="+strconv.FormatInt(id, 10), http.StatusSeeOther)
 		return
 	}
 	hdr := http.Header{"If-Match": {r.PostFormValue("etag")}}

@@ -24,22 +24,6 @@ type session struct {
 	identity deploy.Identity
 	secGen   int64
 	created  time.Time
-	mu       sync.Mutex
-	flash    string // the last action's outcome, shown once
-}
-
-func (s *session) setFlash(m string) {
-	s.mu.Lock()
-	s.flash = m
-	s.mu.Unlock()
-}
-
-func (s *session) takeFlash() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.flash
-	s.flash = ""
-	return m
 }
 
 // sessions is the in-memory session table (a restart signs everyone out).

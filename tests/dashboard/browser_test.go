@@ -317,12 +317,33 @@ func submit(t *testing.T, ctx context.Context, what string, before []chromedp.Ac
 		_, err := chromedp.Evaluate[bool](`window.vmssdOld = true`)(c, tg)
 		return err
 	}), button)
+	back, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	run(t, ctx, what, steps...)
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
+		if href, err := chromedp.Run(c, chromedp.Evaluate[string](`location.href`)); err == nil && strings.HasPrefix(href, "chrome-error:") {
+			// Chromium dropped the request (ERR_NETWORK_CHANGED when other
+			// tests on the machine add interfaces): the server finishes an
+			// accepted action regardless; its answer is the session's status
+			// line on the page.
+			t.Logf("%s: %s; reading the outcome from the activity log", what, href)
+			nav(t, ctx, back[:strings.Index(back, "/ui/")]+"/ui/activity", "#activity")
+			v, err := chromedp.Run(c, chromedp.Evaluate[string](`document.querySelector('#activity tbody tr').dataset.status || "-"`))
+			if err != nil {
+				t.Fatalf("%s: activity log: %v", what, err)
+			}
+			nav(t, ctx, back, "h1")
+			return v
+		}
 		v, err := chromedp.Run(c, chromedp.Evaluate[string](`(window.vmssdOld || document.readyState !== 'complete') ? "" : ((document.getElementById('flash') || document.getElementById('error') || {}).innerText || "-")`))
 		if err == nil && v != "" {
+			if v == "-" {
+				dump(t, ctx)
+			}
 			return v
 		}
 		select {
@@ -350,5 +371,26 @@ func repoRoot(t testing.TB) string {
 			t.Fatal("go.mod not found")
 		}
 		dir = parent
+	}
+}
+
+// nav opens a page and waits for an element, again if Chromium drops the
+// navigation (ERR_NETWORK_CHANGED: other tests on the machine add
+// network interfaces).
+func nav(t *testing.T, ctx context.Context, url, sel string) {
+	t.Helper()
+	for try := 0; ; try++ {
+		c, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := chromedp.Do(c, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if try == 2 {
+			shot(t, ctx, "failed-nav")
+			dump(t, ctx)
+			t.Fatalf("open %s: %v", url, err)
+		}
+		t.Logf("open %s: %v; again", url, err)
 	}
 }

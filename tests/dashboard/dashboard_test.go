@@ -36,9 +36,8 @@ func TestDashboard(t *testing.T) {
 	running := func(c domCell) bool { return c.Power == "running" }
 
 	// Sign in with the credentials the server wrote.
+	nav(t, ctx, base+"/", "#login")
 	run(t, ctx, "sign in",
-		chromedp.Navigate(base+"/"),
-		chromedp.WaitVisible(chromedp.ID("login")),
 		chromedp.SetValue(chromedp.ID("client_id"), e.Server.Client.ClientID),
 		chromedp.SetValue(chromedp.ID("client_secret"), e.Server.Client.ClientSecret),
 		chromedp.Click(chromedp.ID("signin")),
@@ -123,7 +122,7 @@ func TestDashboard(t *testing.T) {
 	checkHeatmap(t, ctx, e, path, "06-cancelled", running)
 
 	// A concurrent edit: the page's model is stale when it is submitted.
-	run(t, ctx, "reload", chromedp.Navigate(base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web"), chromedp.WaitVisible(chromedp.ID("grid")))
+	nav(t, ctx, base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web", "#grid")
 	r := e.Do(http.MethodPatch, path, map[string]any{"properties": map[string]any{"upgradePolicy": map[string]any{
 		"rollingUpgradePolicy": map[string]any{"pauseTimeBetweenBatches": "PT1S"}}}})
 	if r.Status >= 300 {
@@ -155,7 +154,7 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// The activity log has every action with its outcome.
-	run(t, ctx, "activity", chromedp.Navigate(base+"/ui/activity"), chromedp.WaitVisible(chromedp.ID("activity")))
+	nav(t, ctx, base+"/ui/activity", "#activity")
 	act := text(t, ctx, "#activity")
 	for _, want := range []string{"scale to 4", "upgrade UD 0", "rolling upgrade: approve", "rolling upgrade: cancel", "PreconditionFailed"} {
 		if !strings.Contains(act, want) {
@@ -163,12 +162,12 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	shot(t, ctx, "activity")
-	run(t, ctx, "images page", chromedp.Navigate(base+"/ui/admin/images"), chromedp.WaitVisible(chromedp.ID("admin-table")))
+	nav(t, ctx, base+"/ui/admin/images", "#admin-table")
 	if s := text(t, ctx, "#admin-table"); !strings.Contains(s, "1.1.0") {
 		t.Errorf("the images page lacks the demo image 1.1.0: %s", s)
 	}
 
-	run(t, ctx, "marketplace page", chromedp.Navigate(base+"/ui/admin/marketplace"), chromedp.WaitVisible(chromedp.ID("items")))
+	nav(t, ctx, base+"/ui/admin/marketplace", "#items")
 	if n := eval[int](t, ctx, `document.querySelectorAll('#items button').length`); n == 0 {
 		t.Errorf("the marketplace page lists no local gallery item (the default one is preloaded): %s", text(t, ctx, "#items"))
 	}
@@ -176,9 +175,11 @@ func TestDashboard(t *testing.T) {
 
 	// A tenant sees neither the operator's set nor the operator pages.
 	secret := tenant(t, e, "tenant-d1", tenantSub)
-	run(t, ctx, "sign out and in as tenant",
-		chromedp.Navigate(base+"/"),
-		chromedp.Click(chromedp.CSS(".logout button")),
+	nav(t, ctx, base+"/", ".logout button")
+	if f := submit(t, ctx, "sign out", nil, chromedp.Click(chromedp.CSS(".logout button"))); f != "-" {
+		t.Fatalf("after sign-out: %q", f)
+	}
+	run(t, ctx, "sign in as tenant",
 		chromedp.WaitVisible(chromedp.ID("login")),
 		chromedp.SetValue(chromedp.ID("client_id"), "tenant-d1"),
 		chromedp.SetValue(chromedp.ID("client_secret"), secret),
@@ -198,7 +199,7 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("tenant GET %s: %d, want 404", p, st)
 		}
 	}
-	run(t, ctx, "tenant opens the operator's set", chromedp.Navigate(base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web"))
+	nav(t, ctx, base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web", "h1")
 	if n := eval[int](t, ctx, `document.querySelectorAll('#grid').length`); n != 0 {
 		t.Fatal("the tenant sees the operator's heatmap")
 	}
