@@ -348,7 +348,7 @@ func TestMarketplaceResumeAndVerify(t *testing.T) {
 		t.Fatalf("left behind: %v", parts)
 	}
 
-	// The downstream is killed mid-download, restarted, and resumes.
+	// A cancelled download ends Canceled and leaves nothing behind.
 	flaky.mu.Lock()
 	flaky.corrupt, flaky.delay = false, 40*time.Millisecond
 	flaky.mu.Unlock()
@@ -357,6 +357,26 @@ func TestMarketplaceResumeAndVerify(t *testing.T) {
 		t.Fatalf("download: %d %s", r.Status, r.Body)
 	}
 	u := r.Header.Get("Azure-AsyncOperation")
+	testenv.Eventually(t, time.Minute, "some bytes downloaded", func() bool {
+		p, _ := down.Do(http.MethodGet, u, nil).Map()["percentComplete"].(float64)
+		return p > 0
+	})
+	if r := down.Do(http.MethodDelete, u, nil); r.Status != http.StatusAccepted {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
+	}
+	if m, _ := follow(t, down, r); m["status"] != marketplace.JobCanceled {
+		t.Fatalf("cancelled download: %v", m)
+	}
+	if parts, _ := filepath.Glob(filepath.Join(dataDir, "marketplace", "partial", "*")); len(parts) != 0 {
+		t.Fatalf("left behind after cancel: %v", parts)
+	}
+
+	// The downstream is killed mid-download, restarted, and resumes.
+	r = down.Do(http.MethodPost, mpDownPath, map[string]any{"products": []string{"vmssd:demo:guest:3.0.0"}})
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("download: %d %s", r.Status, r.Body)
+	}
+	u = r.Header.Get("Azure-AsyncOperation")
 	testenv.Eventually(t, time.Minute, "a quarter downloaded", func() bool {
 		p, _ := down.Do(http.MethodGet, u, nil).Map()["percentComplete"].(float64)
 		return p >= 25
