@@ -272,14 +272,22 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	names := map[string]bool{}
+	// named checks that a rule's or NAT pool's name is unique and that its
+	// frontend and pool exist.
+	named := func(t, what, name, fe, pool string) error {
+		if name == "" || names[name] {
+			return invalid(t, "%s name %q is empty or not unique.", what, name)
+		}
+		names[name] = true
+		if !fes[fe] || !pools[pool] {
+			return invalid(t, "%s %q references a frontend or backend pool that does not exist.", what, name)
+		}
+		return nil
+	}
 	for i, r := range c.Rules {
 		t := fmt.Sprintf("loadBalancingRules[%d]", i)
-		if r.Name == "" || names[r.Name] {
-			return invalid(t, "Rule name %q is empty or not unique.", r.Name)
-		}
-		names[r.Name] = true
-		if !fes[r.Frontend] || !pools[r.Pool] {
-			return invalid(t, "Rule %q references a frontend or backend pool that does not exist.", r.Name)
+		if err := named(t, "Rule", r.Name, r.Frontend, r.Pool); err != nil {
+			return err
 		}
 		if r.Probe != "" && !probes[r.Probe] {
 			return invalid(t, "Rule %q references probe %q that does not exist.", r.Name, r.Probe)
@@ -304,12 +312,8 @@ func (c *Config) Validate() error {
 	}
 	for i, n := range c.NATPools {
 		t := fmt.Sprintf("inboundNatPools[%d]", i)
-		if n.Name == "" || names[n.Name] {
-			return invalid(t, "NAT pool name %q is empty or not unique.", n.Name)
-		}
-		names[n.Name] = true
-		if !fes[n.Frontend] || !pools[n.Pool] {
-			return invalid(t, "NAT pool %q references a frontend or backend pool that does not exist.", n.Name)
+		if err := named(t, "NAT pool", n.Name, n.Frontend, n.Pool); err != nil {
+			return err
 		}
 		if err := checkProto(t, n.Name, n.Protocol); err != nil {
 			return err

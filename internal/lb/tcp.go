@@ -3,6 +3,7 @@ package lb
 import (
 	"errors"
 	"io"
+	"iter"
 	"net"
 	"os"
 	"sync"
@@ -67,6 +68,26 @@ func (f *tcpFlow) close(reset bool) {
 
 func (f *tcpFlow) forceClose() { f.close(false) }
 
+// candidates yields the members a new flow tries, at most maxAttempts, in
+// the order the flow's hash picks them; each of the first 64 is yielded once.
+func (rt *liveRoute) candidates(flow uint64) iter.Seq[*backend] {
+	return func(yield func(*backend) bool) {
+		var tried uint64 // bit i: candidate i tried (only the first 64 are retried)
+		for range maxAttempts {
+			i := pick(flow, rt.hashes, func(i int) bool { return i < 64 && tried&(1<<i) != 0 })
+			if i < 0 {
+				return
+			}
+			if i < 64 {
+				tried |= 1 << i
+			}
+			if !yield(rt.backends[i]) {
+				return
+			}
+		}
+	}
+}
+
 func (l *listener) serveTCP(c *net.TCPConn) {
 	rt := l.route()
 	l.stats.conns.Add(1)
@@ -78,17 +99,8 @@ func (l *listener) serveTCP(c *net.TCPConn) {
 	}
 	src := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 	flow := flowHash(rt.Distribution, TCP, src, l.key.Addr)
-	var tried uint64 // bit i: candidate i tried (only the first 64 are retried)
 	f := &tcpFlow{client: c}
-	for range maxAttempts {
-		i := pick(flow, rt.hashes, func(i int) bool { return i < 64 && tried&(1<<i) != 0 })
-		if i < 0 {
-			break
-		}
-		if i < 64 {
-			tried |= 1 << i
-		}
-		b := rt.backends[i]
+	for b := range rt.candidates(flow) {
 		addr, ok := b.target(rt.BackendPort)
 		if !ok || !b.acquire(f) {
 			continue

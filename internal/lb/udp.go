@@ -96,16 +96,7 @@ func (l *listener) udpSession(from netip.AddrPort) *udpSession {
 		return nil
 	}
 	flow := flowHash(rt.Distribution, UDP, from, l.key.Addr)
-	var tried uint64
-	for range maxAttempts {
-		i := pick(flow, rt.hashes, func(i int) bool { return i < 64 && tried&(1<<i) != 0 })
-		if i < 0 {
-			break
-		}
-		if i < 64 {
-			tried |= 1 << i
-		}
-		b := rt.backends[i]
+	for b := range rt.candidates(flow) {
 		addr, ok := b.target(rt.BackendPort)
 		if !ok {
 			continue
