@@ -6,6 +6,7 @@ import (
 
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/marketplace"
+	"github.com/vmssd/vmssd/internal/marketplace/syndication"
 )
 
 // Marketplace syndication (docs/marketplace.md), operator only:
@@ -32,7 +33,7 @@ func (s *Server) registerMarketplace(av map[string]bool) {
 	s.registerGallery()
 }
 
-func (s *Server) marketplace() (*marketplace.Service, error) {
+func (s *Server) marketplace() (*syndication.Service, error) {
 	if s.opts.Marketplace == nil {
 		return nil, errs.New(errs.Conflict, "MarketplaceUnavailable", "This server runs no marketplace.")
 	}
@@ -52,7 +53,7 @@ type registrationBody struct {
 	} `json:"properties"`
 }
 
-func renderRegistration(r *marketplace.Registration) registrationBody {
+func renderRegistration(r *syndication.Registration) registrationBody {
 	var b registrationBody
 	b.ID, b.Name, b.Type = "/"+mpP+"/registration", "registration", "vmssd.Admin/marketplace/registration"
 	b.Properties.Endpoint, b.Properties.CAPEM = r.Endpoint, r.CAPEM
@@ -81,7 +82,7 @@ func (s *Server) mpPutRegistration(w http.ResponseWriter, r *http.Request, rc *r
 	if in.Properties.Endpoint == "" {
 		return errs.InvalidParameter("properties.endpoint", "Required parameter 'endpoint' is missing.")
 	}
-	reg, err := mp.Register(r.Context(), marketplace.Registration{Endpoint: in.Properties.Endpoint, Credential: in.Properties.Credential, CAPEM: in.Properties.CAPEM})
+	reg, err := mp.Register(r.Context(), syndication.Registration{Endpoint: in.Properties.Endpoint, Credential: in.Properties.Credential, CAPEM: in.Properties.CAPEM})
 	if err != nil {
 		return err
 	}
@@ -158,7 +159,7 @@ func (s *Server) mpStart(w http.ResponseWriter, r *http.Request, rc *reqCtx, imp
 			return err
 		}
 	}
-	var j *marketplace.Job
+	var j *syndication.Job
 	if imp {
 		if in.Directory == "" {
 			return errs.InvalidParameter("directory", "Required parameter 'directory' (an exported catalog on the server) is missing.")
@@ -182,7 +183,7 @@ func (s *Server) mpStart(w http.ResponseWriter, r *http.Request, rc *reqCtx, imp
 	return nil
 }
 
-func renderJob(st marketplace.JobStatus) map[string]any {
+func renderJob(st syndication.JobStatus) map[string]any {
 	out := map[string]any{
 		"id": "/" + mpP + "/downloads/" + st.ID, "name": st.ID, "status": st.Status,
 		"startTime": st.StartTime, "percentComplete": st.PercentComplete,

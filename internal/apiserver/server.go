@@ -26,7 +26,7 @@ import (
 	"github.com/vmssd/vmssd/internal/deploy"
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/host"
-	"github.com/vmssd/vmssd/internal/marketplace"
+	"github.com/vmssd/vmssd/internal/marketplace/syndication"
 	"github.com/vmssd/vmssd/internal/metrics"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/store"
@@ -114,7 +114,7 @@ type Options struct {
 	Dashboard http.Handler
 	// Marketplace, if set, serves the marketplace and gallery item APIs
 	// (marketplace.go, gallery.go).
-	Marketplace *marketplace.Service
+	Marketplace *syndication.Service
 }
 
 // Server is the HTTP handler.

@@ -16,6 +16,10 @@ import (
 	"strings"
 )
 
+// CatalogPrefix is the path under which a vmssd serves its catalog
+// (--serve-marketplace): index.json and blobs/sha256/<hex>.
+const CatalogPrefix = "/marketplace/v1/"
+
 // FormatV1 is the catalog format this package reads and writes.
 const FormatV1 = "vmssd.marketplace/v1"
 
@@ -164,3 +168,11 @@ func ResolveURL(index *url.URL, ref string) (*url.URL, error) {
 func (p Product) Digest() string { return "sha256:" + p.SHA256 }
 
 func hexOf(sum []byte) string { return hex.EncodeToString(sum) }
+
+// Job states.
+const (
+	JobRunning   = "InProgress"
+	JobSucceeded = "Succeeded"
+	JobFailed    = "Failed"
+	JobCanceled  = "Canceled"
+)

@@ -33,7 +33,7 @@ import (
 	"github.com/vmssd/vmssd/internal/driver/router"
 	"github.com/vmssd/vmssd/internal/fsutil"
 	"github.com/vmssd/vmssd/internal/host"
-	"github.com/vmssd/vmssd/internal/marketplace"
+	"github.com/vmssd/vmssd/internal/marketplace/syndication"
 	"github.com/vmssd/vmssd/internal/metrics"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/netctl"
@@ -284,7 +284,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	// The marketplace: downloads from an upstream, gallery items (the
 	// default scale-set item is preloaded at first start).
-	mp := marketplace.New(marketplace.Options{Store: s.Store, Artifacts: arts, Dir: filepath.Join(cfg.DataDir, "marketplace"),
+	mp := syndication.New(syndication.Options{Store: s.Store, Artifacts: arts, Dir: filepath.Join(cfg.DataDir, "marketplace"),
 		Location: cfg.Location, Logger: log})
 	s.closers = append(s.closers, mp.Close)
 	if err := mp.Preload(ctx); err != nil {
@@ -307,7 +307,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.ServeMarketplace {
 		catalog := mp.CatalogHandler(cfg.MarketplaceKey)
 		front = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.HasPrefix(r.URL.Path, marketplace.CatalogPrefix) {
+			if strings.HasPrefix(r.URL.Path, syndication.CatalogPrefix) {
 				catalog.ServeHTTP(w, r)
 				return
 			}

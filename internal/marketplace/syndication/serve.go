@@ -1,4 +1,4 @@
-package marketplace
+package syndication
 
 import (
 	"crypto/subtle"
@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/vmssd/vmssd/internal/marketplace"
 )
 
 // CatalogPrefix is where a vmssd serves its catalog (--serve-marketplace).
-const CatalogPrefix = "/marketplace/v1/"
+const CatalogPrefix = marketplace.CatalogPrefix
 
 // CatalogHandler serves this cloud's catalog read-only under CatalogPrefix:
 // index.json (LocalIndex) and blobs/sha256/<hex> (with Range support). A

@@ -1,19 +1,23 @@
-package marketplace
+// Package syndication is the marketplace of one cloud (docs/marketplace.md):
+// its registration with an upstream, download jobs that install verified
+// images into the artifact store and image records, gallery item records,
+// the default scale-set item, and the catalog it serves with
+// --serve-marketplace. The format, fetcher and packages are in
+// internal/marketplace, which the CLI links without the store.
+package syndication
 
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -22,10 +26,13 @@ import (
 	"github.com/vmssd/vmssd/internal/artifact"
 	"github.com/vmssd/vmssd/internal/catalog"
 	"github.com/vmssd/vmssd/internal/errs"
+	"github.com/vmssd/vmssd/internal/marketplace"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/state"
 	"github.com/vmssd/vmssd/internal/store"
 )
+
+var hexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Store keys.
 const (
@@ -60,7 +67,7 @@ type Options struct {
 	MaxConcurrent int
 	Logger        *slog.Logger
 	Now           func() time.Time
-	// Retries and Backoff tune the fetcher (see Fetcher).
+	// Retries and Backoff tune the fetcher (see marketplace.Fetcher).
 	Retries int
 	Backoff time.Duration
 }
@@ -150,95 +157,19 @@ func (s *Service) Unregister(ctx context.Context) error {
 	return err
 }
 
-// HTTPClient is a client for an upstream trusting caPEM (the system's CAs
-// when empty).
-func HTTPClient(caPEM string) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if caPEM != "" {
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM([]byte(caPEM))
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	return &http.Client{Transport: tr}
-}
-
-func indexURL(endpoint string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSuffix(endpoint, "/") + "/index.json")
-	if err != nil {
-		return nil, err
-	}
-	return u, nil
-}
-
-// FetchIndex reads index.json under endpoint (http(s), or a directory path).
-func FetchIndex(ctx context.Context, client *http.Client, endpoint, credential string) (*Index, *url.URL, error) {
-	if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
-		dir := strings.TrimPrefix(endpoint, "file://")
-		b, err := os.ReadFile(filepath.Join(dir, "index.json"))
-		if err != nil {
-			return nil, nil, errs.InvalidParameter("directory", "The directory '%s' holds no marketplace catalog: %v.", dir, err)
-		}
-		ix, err := ParseIndex(b)
-		if err != nil {
-			return nil, nil, errs.New(errs.Invalid, "InvalidMarketplaceCatalog", "%v", err)
-		}
-		abs, _ := filepath.Abs(dir)
-		return ix, &url.URL{Scheme: "file", Path: abs + "/index.json"}, nil
-	}
-	u, err := indexURL(endpoint)
-	if err != nil {
-		return nil, nil, errs.InvalidParameter("endpoint", "The endpoint '%s' is not a URL.", endpoint)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if credential != "" {
-		req.Header.Set("Authorization", "Bearer "+credential)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, nil, errs.New(errs.Conflict, "MarketplaceUnreachable", "The upstream marketplace %s cannot be reached: %v.", u.Redacted(), err).Wrap(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return nil, nil, errs.New(errs.Conflict, "MarketplaceCredentialRejected", "The upstream marketplace %s refused the credential (%s); register again with the right one.", u.Redacted(), resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, nil, errs.New(errs.Conflict, "MarketplaceUnreachable", "The upstream marketplace %s answered %s for index.json.", u.Redacted(), resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return nil, nil, errs.New(errs.Conflict, "MarketplaceUnreachable", "Reading the upstream catalog: %v.", err).Wrap(err)
-	}
-	ix, err := ParseIndex(b)
-	if err != nil {
-		return nil, nil, errs.New(errs.Conflict, "InvalidMarketplaceCatalog", "The upstream catalog is not valid: %v.", err).Wrap(err)
-	}
-	return ix, u, nil
-}
-
-func (s *Service) fetchIndex(ctx context.Context, r *Registration) (*Index, error) {
-	ix, _, err := FetchIndex(ctx, HTTPClient(r.CAPEM), r.Endpoint, r.Credential)
+func (s *Service) fetchIndex(ctx context.Context, r *Registration) (*marketplace.Index, error) {
+	ix, _, err := marketplace.FetchIndex(ctx, marketplace.HTTPClient(r.CAPEM), r.Endpoint, r.Credential)
 	return ix, err
 }
 
 // Products is what the registered upstream offers.
-func (s *Service) Products(ctx context.Context) (*Index, error) {
+func (s *Service) Products(ctx context.Context) (*marketplace.Index, error) {
 	r, err := s.Registration(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return s.fetchIndex(ctx, r)
 }
-
-// Job states.
-const (
-	JobRunning   = "InProgress"
-	JobSucceeded = "Succeeded"
-	JobFailed    = "Failed"
-	JobCanceled  = "Canceled"
-)
 
 // Job is a download (or import) of products, followed through the API.
 type Job struct {
@@ -253,7 +184,7 @@ type Job struct {
 }
 
 type jobProduct struct {
-	p      Product
+	p      marketplace.Product
 	done   int64
 	status string
 	err    string
@@ -302,12 +233,12 @@ func (j *Job) Status(now time.Time) JobStatus {
 	if st.BytesTotal > 0 {
 		st.PercentComplete = float64(int(1000*float64(st.BytesDone)/float64(st.BytesTotal))) / 10
 	}
-	if j.status == JobSucceeded {
+	if j.status == marketplace.JobSucceeded {
 		st.PercentComplete = 100
 	}
 	if el := end.Sub(j.started).Seconds(); el > 0 {
 		st.BytesPerSecond = float64(st.BytesDone) / el
-		if st.BytesPerSecond > 0 && j.status == JobRunning {
+		if st.BytesPerSecond > 0 && j.status == marketplace.JobRunning {
 			st.ETASeconds = float64(st.BytesTotal-st.BytesDone) / st.BytesPerSecond
 		}
 	}
@@ -338,11 +269,11 @@ func (s *Service) Download(ctx context.Context, names []string) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix, iu, err := FetchIndex(ctx, HTTPClient(r.CAPEM), r.Endpoint, r.Credential)
+	ix, iu, err := marketplace.FetchIndex(ctx, marketplace.HTTPClient(r.CAPEM), r.Endpoint, r.Credential)
 	if err != nil {
 		return nil, err
 	}
-	f := &Fetcher{Client: HTTPClient(r.CAPEM), Credential: r.Credential, Dir: s.partialDir(), Retries: s.o.Retries, Backoff: s.o.Backoff, Logger: s.o.Logger}
+	f := &marketplace.Fetcher{Client: marketplace.HTTPClient(r.CAPEM), Credential: r.Credential, Dir: s.partialDir(), Retries: s.o.Retries, Backoff: s.o.Backoff, Logger: s.o.Logger}
 	return s.start(ix, iu, names, f)
 }
 
@@ -352,16 +283,16 @@ func (s *Service) Import(ctx context.Context, dir string, names []string) (*Job,
 	if !filepath.IsAbs(dir) {
 		return nil, errs.InvalidParameter("properties.directory", "The directory '%s' must be an absolute path on the server.", dir)
 	}
-	ix, iu, err := FetchIndex(ctx, nil, dir, "")
+	ix, iu, err := marketplace.FetchIndex(ctx, nil, dir, "")
 	if err != nil {
 		return nil, err
 	}
-	f := &Fetcher{Dir: s.partialDir(), Logger: s.o.Logger}
+	f := &marketplace.Fetcher{Dir: s.partialDir(), Logger: s.o.Logger}
 	return s.start(ix, iu, names, f)
 }
 
-func (s *Service) start(ix *Index, iu *url.URL, names []string, f *Fetcher) (*Job, error) {
-	var ps []Product
+func (s *Service) start(ix *marketplace.Index, iu *url.URL, names []string, f *marketplace.Fetcher) (*Job, error) {
+	var ps []marketplace.Product
 	if len(names) == 0 {
 		ps = ix.Products
 	}
@@ -376,7 +307,7 @@ func (s *Service) start(ix *Index, iu *url.URL, names []string, f *Fetcher) (*Jo
 		return nil, errs.InvalidParameter("products", "No product to download.")
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	j := &Job{id: state.NewID(), started: s.o.Now(), status: JobRunning, cancel: cancel}
+	j := &Job{id: state.NewID(), started: s.o.Now(), status: marketplace.JobRunning, cancel: cancel}
 	for _, p := range ps {
 		j.products = append(j.products, &jobProduct{p: p, status: "Queued"})
 	}
@@ -387,7 +318,7 @@ func (s *Service) start(ix *Index, iu *url.URL, names []string, f *Fetcher) (*Jo
 	return j, nil
 }
 
-func (s *Service) run(ctx context.Context, j *Job, iu *url.URL, f *Fetcher) {
+func (s *Service) run(ctx context.Context, j *Job, iu *url.URL, f *marketplace.Fetcher) {
 	defer j.cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(j.products))
@@ -401,7 +332,7 @@ func (s *Service) run(ctx context.Context, j *Job, iu *url.URL, f *Fetcher) {
 				return
 			}
 			j.mu.Lock()
-			jp.status = JobRunning
+			jp.status = marketplace.JobRunning
 			j.mu.Unlock()
 			err := s.one(ctx, iu, f, jp.p, func(n int64) {
 				j.mu.Lock()
@@ -410,9 +341,9 @@ func (s *Service) run(ctx context.Context, j *Job, iu *url.URL, f *Fetcher) {
 			})
 			j.mu.Lock()
 			if err != nil {
-				jp.status, jp.err = JobFailed, err.Error()
+				jp.status, jp.err = marketplace.JobFailed, err.Error()
 			} else {
-				jp.status, jp.done = JobSucceeded, jp.p.SizeBytes
+				jp.status, jp.done = marketplace.JobSucceeded, jp.p.SizeBytes
 			}
 			j.mu.Unlock()
 			errc <- err
@@ -431,32 +362,32 @@ func (s *Service) run(ctx context.Context, j *Job, iu *url.URL, f *Fetcher) {
 	j.ended = s.o.Now()
 	switch {
 	case ctx.Err() != nil && s.ctx.Err() == nil:
-		j.status, j.err = JobCanceled, errs.New(errs.Conflict, "OperationCanceled", "The download was canceled.")
+		j.status, j.err = marketplace.JobCanceled, errs.New(errs.Conflict, "OperationCanceled", "The download was canceled.")
 		for _, jp := range j.products {
 			_ = os.Remove(f.PartialPath(jp.p))
 		}
 	case first != nil:
-		j.status, j.err = JobFailed, first
+		j.status, j.err = marketplace.JobFailed, first
 	default:
-		j.status = JobSucceeded
+		j.status = marketplace.JobSucceeded
 	}
 	s.o.Logger.Info("marketplace download finished", "job", j.id, "status", j.status, "err", j.err)
 }
 
 // one downloads, verifies and installs one product.
-func (s *Service) one(ctx context.Context, iu *url.URL, f *Fetcher, p Product, progress Progress) error {
-	u, err := ResolveURL(iu, p.URL)
+func (s *Service) one(ctx context.Context, iu *url.URL, f *marketplace.Fetcher, p marketplace.Product, progress marketplace.Progress) error {
+	u, err := marketplace.ResolveURL(iu, p.URL)
 	if err != nil {
 		return err
 	}
-	if p.Kind == KindImage && s.o.Artifacts.Has(artifact.Digest(p.Digest())) {
+	if p.Kind == marketplace.KindImage && s.o.Artifacts.Has(artifact.Digest(p.Digest())) {
 		// Same bytes already stored (content-addressed): nothing to fetch.
 		progress(p.SizeBytes)
 		return s.installImage(ctx, p)
 	}
 	path, err := f.Fetch(ctx, u, p, progress)
 	if err != nil {
-		if errors.Is(err, ErrChecksum) {
+		if errors.Is(err, marketplace.ErrChecksum) {
 			return errs.New(errs.Conflict, "MarketplaceChecksumMismatch", "The download of %s was rejected and nothing was kept: %v.", p.Name, err).Wrap(err)
 		}
 		return err
@@ -465,7 +396,7 @@ func (s *Service) one(ctx context.Context, iu *url.URL, f *Fetcher, p Product, p
 		defer os.Remove(path)
 	}
 	switch p.Kind {
-	case KindImage:
+	case marketplace.KindImage:
 		d, _, err := s.o.Artifacts.ImportFile(ctx, path)
 		if err != nil {
 			return fmt.Errorf("marketplace: import %s: %w", p.Name, err)
@@ -487,7 +418,7 @@ func (s *Service) one(ctx context.Context, iu *url.URL, f *Fetcher, p Product, p
 // installImage records the platform image version of p (its artifact is
 // stored). A version that exists with other bytes is refused: the
 // operator deletes it first (V2).
-func (s *Service) installImage(ctx context.Context, p Product) error {
+func (s *Service) installImage(ctx context.Context, p marketplace.Product) error {
 	key := model.ImageKey(p.Publisher, p.Offer, p.SKU, p.Version)
 	v := &model.ImageVersion{Publisher: p.Publisher, Offer: p.Offer, SKU: p.SKU, Version: p.Version, Location: s.o.Location,
 		OSType: p.OSType, Digest: p.Digest(), Size: p.SizeBytes, Created: s.o.Now().UTC()}
@@ -503,13 +434,13 @@ func (s *Service) installImage(ctx context.Context, p Product) error {
 
 // AddItem parses and stores a gallery item package; adding the same
 // package again is a no-op, another package with the same name replaces it.
-func (s *Service) AddItem(ctx context.Context, pkg []byte) (*Item, error) {
-	it, err := ParsePackage(pkg)
+func (s *Service) AddItem(ctx context.Context, pkg []byte) (*marketplace.Item, error) {
+	it, err := marketplace.ParsePackage(pkg)
 	if err != nil {
 		return nil, errs.New(errs.Invalid, "InvalidGalleryItemPackage", "%v.", err).Wrap(err)
 	}
 	sum := sha256.Sum256(pkg)
-	it.SHA256, it.SizeBytes, it.Created = hexOf(sum[:]), int64(len(pkg)), s.o.Now().UTC()
+	it.SHA256, it.SizeBytes, it.Created = hex.EncodeToString(sum[:]), int64(len(pkg)), s.o.Now().UTC()
 	if err := os.MkdirAll(s.galleryDir(), 0o700); err != nil {
 		return nil, err
 	}
@@ -530,14 +461,14 @@ func (s *Service) AddItem(ctx context.Context, pkg []byte) (*Item, error) {
 }
 
 // Items lists the gallery items.
-func (s *Service) Items(ctx context.Context) ([]*Item, error) {
-	its, _, err := state.List[Item](ctx, s.o.Store, PrefixItems)
+func (s *Service) Items(ctx context.Context) ([]*marketplace.Item, error) {
+	its, _, err := state.List[marketplace.Item](ctx, s.o.Store, PrefixItems)
 	return its, err
 }
 
-// Item returns gallery item name.
-func (s *Service) Item(ctx context.Context, name string) (*Item, error) {
-	it, _, err := state.Get[Item](ctx, s.o.Store, ItemKey(name))
+// marketplace.Item returns gallery item name.
+func (s *Service) Item(ctx context.Context, name string) (*marketplace.Item, error) {
+	it, _, err := state.Get[marketplace.Item](ctx, s.o.Store, ItemKey(name))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errs.New(errs.NotFound, "GalleryItemNotFound", "The gallery item '%s' is not offered by this marketplace.", name)
 	}
@@ -562,7 +493,7 @@ func (s *Service) Preload(ctx context.Context) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if _, err := s.AddItem(ctx, DefaultItemPackage()); err != nil {
+	if _, err := s.AddItem(ctx, marketplace.DefaultItemPackage()); err != nil {
 		return fmt.Errorf("marketplace: preload default item: %w", err)
 	}
 	_, err := s.o.Store.Txn(ctx, nil, state.PutOp(keyPreloaded, map[string]any{"at": s.o.Now().UTC()}))
@@ -572,8 +503,8 @@ func (s *Service) Preload(ctx context.Context) error {
 // LocalIndex is this cloud's own catalog (what --serve-marketplace
 // serves): its platform images and gallery items, with blob URLs relative
 // to index.json.
-func (s *Service) LocalIndex(ctx context.Context) (*Index, error) {
-	ix := &Index{Format: FormatV1, Products: []Product{}}
+func (s *Service) LocalIndex(ctx context.Context) (*marketplace.Index, error) {
+	ix := &marketplace.Index{Format: marketplace.FormatV1, Products: []marketplace.Product{}}
 	vs, _, err := state.List[model.ImageVersion](ctx, s.o.Store, model.PrefixImages)
 	if err != nil {
 		return nil, err
@@ -592,19 +523,19 @@ func (s *Service) LocalIndex(ctx context.Context) (*Index, error) {
 		if err != nil {
 			continue
 		}
-		ix.Products = append(ix.Products, Product{Kind: KindImage, Name: ImageName(v.Publisher, v.Offer, v.SKU, v.Version),
+		ix.Products = append(ix.Products, marketplace.Product{Kind: marketplace.KindImage, Name: marketplace.ImageName(v.Publisher, v.Offer, v.SKU, v.Version),
 			Publisher: v.Publisher, Offer: v.Offer, SKU: v.SKU, Version: v.Version, OSType: v.OSType,
-			SizeBytes: size, SHA256: d.Hex(), URL: BlobPath(d.Hex())})
+			SizeBytes: size, SHA256: d.Hex(), URL: marketplace.BlobPath(d.Hex())})
 	}
 	its, err := s.Items(ctx)
 	if err != nil {
 		return nil, err
 	}
 	for _, it := range its {
-		ix.Products = append(ix.Products, Product{Kind: KindGalleryItem, Name: it.Name, DisplayName: it.DisplayName,
-			Publisher: it.Publisher, Offer: it.Offer, Version: it.Version, SizeBytes: it.SizeBytes, SHA256: it.SHA256, URL: BlobPath(it.SHA256)})
+		ix.Products = append(ix.Products, marketplace.Product{Kind: marketplace.KindGalleryItem, Name: it.Name, DisplayName: it.DisplayName,
+			Publisher: it.Publisher, Offer: it.Offer, Version: it.Version, SizeBytes: it.SizeBytes, SHA256: it.SHA256, URL: marketplace.BlobPath(it.SHA256)})
 	}
-	slices.SortStableFunc(ix.Products, func(a, b Product) int { return strings.Compare(a.Kind, b.Kind) })
+	slices.SortStableFunc(ix.Products, func(a, b marketplace.Product) int { return strings.Compare(a.Kind, b.Kind) })
 	return ix, nil
 }
 
@@ -620,16 +551,4 @@ func (s *Service) blobFile(h string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func writeIndex(dir string, ix *Index) error {
-	b, err := json.MarshalIndent(ix, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, "index.json.tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, "index.json"))
 }
