@@ -76,3 +76,45 @@ func (c *connection) do(ctx context.Context, call adminCall) (*http.Response, er
 	}
 	return resp, nil
 }
+
+// connectSub connects and returns the subscription the commands work in.
+func (r *rootOptions) connectSub() (*connection, string, error) {
+	c, err := r.connect()
+	if err != nil {
+		return nil, "", err
+	}
+	sub, err := c.sub()
+	if err != nil {
+		return nil, "", err
+	}
+	return c, sub, nil
+}
+
+// adminPut writes an operator record (200 or 201) and decodes the answer
+// into out.
+func (c *connection) adminPut(ctx context.Context, path, apiVersion string, in, out any) error {
+	_, err := c.do(ctx, adminCall{
+		method: http.MethodPut, path: path, apiVersion: apiVersion,
+		body: in, ok: []int{http.StatusOK, http.StatusCreated}, out: out,
+	})
+	return err
+}
+
+// adminGet reads an operator record, or a list of them, into out.
+func (c *connection) adminGet(ctx context.Context, path, apiVersion string, out any) error {
+	_, err := c.do(ctx, adminCall{
+		method: http.MethodGet, path: path, apiVersion: apiVersion,
+		ok: []int{http.StatusOK}, out: out,
+	})
+	return err
+}
+
+// adminDelete deletes an operator record; like az, deleting nothing (204)
+// succeeds.
+func (c *connection) adminDelete(ctx context.Context, path, apiVersion string) error {
+	_, err := c.do(ctx, adminCall{
+		method: http.MethodDelete, path: path, apiVersion: apiVersion,
+		ok: []int{http.StatusOK, http.StatusAccepted, http.StatusNoContent},
+	})
+	return err
+}

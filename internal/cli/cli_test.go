@@ -38,6 +38,16 @@ func newCtl(t *testing.T, e *testenv.Env) *ctl {
 	return &ctl{t: t, env: map[string]string{"VMSSCTL_CONFIG": e.Server.ConfigFile, "HOME": t.TempDir()}}
 }
 
+// newOfflineCtl is a ctl whose config names a server that is not there, for
+// errors found before any request; it returns the config file's path too.
+func newOfflineCtl(t *testing.T) (*ctl, string) {
+	cfg := filepath.Join(t.TempDir(), "vmssctl.json")
+	if err := os.WriteFile(cfg, []byte(`{"endpoint":"https://127.0.0.1:1","clientId":"x","clientSecret":"y","subscription":"s"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &ctl{t: t, env: map[string]string{"VMSSCTL_CONFIG": cfg}}, cfg
+}
+
 // run executes vmssctl and returns stdout, stderr and the exit code.
 func (c *ctl) run(args ...string) (string, string, int) {
 	c.t.Helper()
@@ -494,11 +504,7 @@ func TestVMSizes(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "vmssctl.json")
-	if err := os.WriteFile(cfg, []byte(`{"endpoint":"https://127.0.0.1:1","clientId":"x","clientSecret":"y","subscription":"s"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := &ctl{t: t, env: map[string]string{"VMSSCTL_CONFIG": cfg}}
+	c, cfg := newOfflineCtl(t)
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -317,11 +317,7 @@ func (o *imageAddOptions) Validate() error {
 }
 
 func (o *imageAddOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
-	if err != nil {
-		return err
-	}
-	sub, err := c.sub()
+	c, sub, err := o.root.connectSub()
 	if err != nil {
 		return err
 	}
@@ -336,10 +332,7 @@ func (o *imageAddOptions) Run(ctx context.Context) error {
 	in.Location = loc
 	in.Properties.OSDisk.URI, in.Properties.OSDisk.OSType = uri, o.osType
 	var out adminImage
-	if _, err := c.do(ctx, adminCall{
-		method: http.MethodPut, path: adminImagePath(sub, loc, o.urn), apiVersion: apiComputeAdmin,
-		body: in, ok: []int{http.StatusOK, http.StatusCreated}, out: &out,
-	}); err != nil {
+	if err := c.adminPut(ctx, adminImagePath(sub, loc, o.urn), apiComputeAdmin, in, &out); err != nil {
 		return err
 	}
 	return o.root.print(out, func() table {
@@ -398,17 +391,9 @@ func newImageDeleteCommand(root *rootOptions) *cobra.Command {
 }
 
 func (o *imageDeleteOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
+	c, sub, err := o.root.connectSub()
 	if err != nil {
 		return err
 	}
-	sub, err := c.sub()
-	if err != nil {
-		return err
-	}
-	_, err = c.do(ctx, adminCall{
-		method: http.MethodDelete, path: adminImagePath(sub, c.location(o.location), o.urn), apiVersion: apiComputeAdmin,
-		ok: []int{http.StatusOK, http.StatusAccepted, http.StatusNoContent},
-	})
-	return err
+	return c.adminDelete(ctx, adminImagePath(sub, c.location(o.location), o.urn), apiComputeAdmin)
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -53,11 +52,7 @@ func newLocationListCommand[T any](root *rootOptions, use, short string,
 	cmd := &cobra.Command{Use: use, Short: short, Args: noArgs}
 	cmd.Flags().StringVarP(&location, "location", "l", "", "location (default: the configured one)")
 	return bind(root, cmd, &funcRunner{run: func(ctx context.Context) error {
-		c, err := root.connect()
-		if err != nil {
-			return err
-		}
-		sub, err := c.sub()
+		c, sub, err := root.connectSub()
 		if err != nil {
 			return err
 		}
@@ -192,10 +187,7 @@ func (o *quotaSetOptions) Run(ctx context.Context) error {
 		}
 	}
 	var out adminQuota
-	if _, err := c.do(ctx, adminCall{
-		method: http.MethodPut, path: quotaPath(id), apiVersion: apiVMSSDAdmin,
-		body: body, ok: []int{http.StatusOK, http.StatusCreated}, out: &out,
-	}); err != nil {
+	if err := c.adminPut(ctx, quotaPath(id), apiVMSSDAdmin, body, &out); err != nil {
 		return err
 	}
 	return o.root.printQuota(&out)
@@ -226,10 +218,7 @@ func (o *quotaShowOptions) Run(ctx context.Context) error {
 		return err
 	}
 	var out adminQuota
-	if _, err := c.do(ctx, adminCall{
-		method: http.MethodGet, path: quotaPath(id), apiVersion: apiVMSSDAdmin,
-		ok: []int{http.StatusOK}, out: &out,
-	}); err != nil {
+	if err := c.adminGet(ctx, quotaPath(id), apiVMSSDAdmin, &out); err != nil {
 		return err
 	}
 	return o.root.printQuota(&out)

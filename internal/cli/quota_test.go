@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -58,11 +56,7 @@ func TestQuotaAndUsage(t *testing.T) {
 }
 
 func TestQuotaUsageErrors(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "vmssctl.json")
-	if err := os.WriteFile(cfg, []byte(`{"endpoint":"https://127.0.0.1:1","clientId":"x","clientSecret":"y","subscription":"s"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := &ctl{t: t, env: map[string]string{"VMSSCTL_CONFIG": cfg}}
+	c, _ := newOfflineCtl(t)
 	for _, tc := range []struct {
 		args []string
 		want string

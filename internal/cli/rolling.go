@@ -37,6 +37,14 @@ func (c *connection) rollingUpgrades() (*armcompute.VirtualMachineScaleSetRollin
 	return armcompute.NewVirtualMachineScaleSetRollingUpgradesClient(sub, c.cred, c.opts)
 }
 
+func (r *rootOptions) rollingUpgradesClient() (*armcompute.VirtualMachineScaleSetRollingUpgradesClient, error) {
+	c, err := r.connect()
+	if err != nil {
+		return nil, err
+	}
+	return c.rollingUpgrades()
+}
+
 // newSetRefCommand makes cmd a command on one scale set (-g RG -n NAME)
 // that run does.
 func newSetRefCommand(root *rootOptions, cmd *cobra.Command, run func(ctx context.Context, ref setRef) error) *cobra.Command {
@@ -73,11 +81,7 @@ func newRollingActionCommand(root *rootOptions, use, short string,
 	begin func(ctx context.Context, c *armcompute.VirtualMachineScaleSetRollingUpgradesClient, ref setRef) (func() error, error)) *cobra.Command {
 	cmd := &cobra.Command{Use: use + " -g RG -n NAME", Short: short, Args: noArgs}
 	return newSetRefCommand(root, cmd, func(ctx context.Context, ref setRef) error {
-		c, err := root.connect()
-		if err != nil {
-			return err
-		}
-		client, err := c.rollingUpgrades()
+		client, err := root.rollingUpgradesClient()
 		if err != nil {
 			return err
 		}
@@ -102,11 +106,7 @@ approved; 'get-latest' shows the wait. Set the gate with
 		Args: noArgs,
 	}
 	return newSetRefCommand(root, cmd, func(ctx context.Context, ref setRef) error {
-		c, err := root.connect()
-		if err != nil {
-			return err
-		}
-		sub, err := c.sub()
+		c, sub, err := root.connectSub()
 		if err != nil {
 			return err
 		}
@@ -155,11 +155,7 @@ func newRollingGetLatestCommand(root *rootOptions) *cobra.Command {
 	// server sent it, so vmssd's own fields (properties.vmssd: phase, batch,
 	// approval wait) are shown too.
 	return newSetRefCommand(root, cmd, func(ctx context.Context, ref setRef) error {
-		c, err := root.connect()
-		if err != nil {
-			return err
-		}
-		client, err := c.rollingUpgrades()
+		client, err := root.rollingUpgradesClient()
 		if err != nil {
 			return err
 		}

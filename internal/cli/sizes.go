@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -122,10 +121,7 @@ func (o *vmSizeSetOptions) Run(ctx context.Context) error {
 	}
 	in := adminVMSize{Name: o.name, NumberOfCores: o.cores, MemoryInMB: o.memoryMB, MaxDataDiskCount: o.maxDataDisks}
 	var out adminVMSize
-	if _, err := c.do(ctx, adminCall{
-		method: http.MethodPut, path: vmSizePath(o.name), apiVersion: apiVMSSDAdmin,
-		body: in, ok: []int{http.StatusOK, http.StatusCreated}, out: &out,
-	}); err != nil {
+	if err := c.adminPut(ctx, vmSizePath(o.name), apiVMSSDAdmin, in, &out); err != nil {
 		return err
 	}
 	if out.Name == "" {
@@ -166,11 +162,7 @@ func (o *vmSizeDeleteOptions) Run(ctx context.Context) error {
 		return err
 	}
 	// 204: there was no such size; like az, deleting nothing succeeds.
-	_, err = c.do(ctx, adminCall{
-		method: http.MethodDelete, path: vmSizePath(o.name), apiVersion: apiVMSSDAdmin,
-		ok: []int{http.StatusOK, http.StatusAccepted, http.StatusNoContent},
-	})
-	return err
+	return c.adminDelete(ctx, vmSizePath(o.name), apiVMSSDAdmin)
 }
 
 type vmSizeListOptions struct{ root *rootOptions }
@@ -190,10 +182,7 @@ func (o *vmSizeListOptions) Run(ctx context.Context) error {
 	var out struct {
 		Value []adminVMSize `json:"value"`
 	}
-	if _, err := c.do(ctx, adminCall{
-		method: http.MethodGet, path: "/providers/vmssd.Admin/vmSizes", apiVersion: apiVMSSDAdmin,
-		ok: []int{http.StatusOK}, out: &out,
-	}); err != nil {
+	if err := c.adminGet(ctx, "/providers/vmssd.Admin/vmSizes", apiVMSSDAdmin, &out); err != nil {
 		return err
 	}
 	if out.Value == nil {
