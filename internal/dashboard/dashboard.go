@@ -167,6 +167,8 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 	case r.Method == http.MethodGet && path == "/ui/set":
 		d.setPage(w, r, s, op)
+	case r.Method == http.MethodGet && path == "/ui/bootlog":
+		d.bootLog(w, r, s, op)
 	case r.Method == http.MethodGet && path == "/ui/events":
 		d.events(w, r, s)
 	case r.Method == http.MethodPost && path == "/ui/scale":

@@ -111,7 +111,11 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, s *session) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	send := func() error {
-		hm, ro, err := d.fragments(ctx, c, ref, s.csrf)
+		// A render in flight finishes even if the browser leaves (its API
+		// reads would otherwise fail as cancelled, logged as errors).
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer rcancel()
+		hm, ro, err := d.fragments(rctx, c, ref, s.csrf)
 		if err != nil {
 			return err
 		}

@@ -434,6 +434,14 @@ func (d *Dashboard) action(w http.ResponseWriter, r *http.Request, s *session) {
 	ref := refOf(r)
 	c := d.client(s)
 	act, scope := r.PostFormValue("action"), r.PostFormValue("scope")
+	if (act == "protect" || act == "unprotect") && scope == "instance" {
+		id := strings.TrimSpace(r.PostFormValue("instance"))
+		on := act == "protect"
+		_, err := c.call(ctx, http.MethodPut, withAPI(ref.path()+"/virtualMachines/"+url.PathEscape(id), computeAPI), nil,
+			map[string]any{"properties": map[string]any{"protectionPolicy": map[string]any{"protectFromScaleIn": on, "protectFromScaleSetActions": on}}}, nil)
+		d.done(w, r, s, ref, act+" instance "+id, err)
+		return
+	}
 	wire, ok := wireAction[act]
 	if !ok {
 		d.done(w, r, s, ref, "action "+act, &armError{Status: 400, Code: "InvalidParameter", Message: "unknown action"})
@@ -489,6 +497,30 @@ func (d *Dashboard) action(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	_, err := c.call(ctx, http.MethodPost, withAPI(ref.path()+"/"+wire, computeAPI), nil, map[string]any{"instanceIds": ids}, nil)
 	d.done(w, r, s, ref, what, err)
+}
+
+// bootLog shows an instance's console (boot diagnostics).
+func (d *Dashboard) bootLog(w http.ResponseWriter, r *http.Request, s *session, op bool) {
+	ref := refOf(r)
+	id := strings.TrimSpace(r.URL.Query().Get("instance"))
+	if !ref.valid() || id == "" || strings.ContainsAny(id, "/?#") {
+		d.page(w, r, http.StatusNotFound, "error", s, pageData{Title: "Not found", Operator: op, Error: "Choose an instance."})
+		return
+	}
+	resp, err := d.client(s).call(r.Context(), http.MethodGet, withAPI(ref.path()+"/virtualMachines/"+url.PathEscape(id)+"/bootDiagnostics/serialConsole", computeAPI), nil, nil, nil)
+	pd := pageData{Title: "Boot log of " + ref.Name + " instance " + id, Operator: op, Body: struct {
+		Ref  SetRef
+		Text string
+	}{ref, ""}}
+	if err != nil {
+		pd.Error = err.Error()
+	} else {
+		pd.Body = struct {
+			Ref  SetRef
+			Text string
+		}{ref, string(resp.Body)}
+	}
+	d.page(w, r, http.StatusOK, "bootlog", s, pd)
 }
 
 func (d *Dashboard) rollout(w http.ResponseWriter, r *http.Request, s *session) {

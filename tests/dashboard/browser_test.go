@@ -242,12 +242,21 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(c, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		shot(t, ctx, "failed-read")
-		t.Fatalf("read %s: %v", sel, err)
+	// One evaluation in the page: live updates replace nodes, so a node
+	// found by one protocol call can be gone at the next.
+	js := fmt.Sprintf(`(function(){var e=document.querySelector(%q); return e ? e.innerText : null})()`, sel)
+	for {
+		s, err := chromedp.Run(c, chromedp.Evaluate[*string](js))
+		if err == nil && s != nil {
+			return *s
+		}
+		select {
+		case <-c.Done():
+			shot(t, ctx, "failed-read")
+			t.Fatalf("read %s: %v", sel, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return s
 }
 
 // waitAttr waits until the element's attribute has the value (the page
@@ -341,9 +350,6 @@ func submit(t *testing.T, ctx context.Context, what string, before []chromedp.Ac
 		}
 		v, err := chromedp.Run(c, chromedp.Evaluate[string](`(window.vmssdOld || document.readyState !== 'complete') ? "" : ((document.getElementById('flash') || document.getElementById('error') || {}).innerText || "-")`))
 		if err == nil && v != "" {
-			if v == "-" {
-				dump(t, ctx)
-			}
 			return v
 		}
 		select {

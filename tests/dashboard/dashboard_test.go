@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -75,7 +76,7 @@ func TestDashboard(t *testing.T) {
 	checkHeatmap(t, ctx, e, path, "03-model-changed", func(c domCell) bool { return c.Latest == "false" && running(c) })
 
 	// Upgrade update domain 0 from its row.
-	if f := submit(t, ctx, "upgrade UD 0", nil, chromedp.Click(chromedp.CSS(`tr[data-ud="0"] button[data-act="upgrade"]`))); !strings.Contains(f, "upgrade UD 0") || !strings.Contains(f, "accepted") {
+	if f := submit(t, ctx, "upgrade UD 0", nil, clickLive(`tr[data-ud="0"] button[data-act="upgrade"]`)); !strings.Contains(f, "upgrade UD 0") || !strings.Contains(f, "accepted") {
 		t.Fatalf("after Upgrade UD 0: %q", f)
 	}
 	checkHeatmap(t, ctx, e, path, "04-ud0-upgraded", func(c domCell) bool {
@@ -100,7 +101,7 @@ func TestDashboard(t *testing.T) {
 	if st := rollingCode(t, e, path); st != "RollingForward" {
 		t.Fatalf("rolling upgrade %q at the gate", st)
 	}
-	if f := submit(t, ctx, "approve", nil, chromedp.Click(chromedp.ID("ro-approve"))); !strings.Contains(f, "approve: accepted") {
+	if f := submit(t, ctx, "approve", nil, clickLive("#ro-approve")); !strings.Contains(f, "approve: accepted") {
 		t.Fatalf("after Approve: %q", f)
 	}
 	waitAttr(t, ctx, "#rollout-panel", "data-status", "Completed", 90*time.Second)
@@ -112,7 +113,7 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("after Update model (second rollout): %q", f)
 	}
 	waitAttr(t, ctx, "#rollout-panel", "data-awaiting", "true", 60*time.Second)
-	if f := submit(t, ctx, "cancel", nil, chromedp.Click(chromedp.ID("ro-cancel"))); !strings.Contains(f, "cancel: accepted") {
+	if f := submit(t, ctx, "cancel", nil, clickLive("#ro-cancel")); !strings.Contains(f, "cancel: accepted") {
 		t.Fatalf("after Cancel: %q", f)
 	}
 	waitAttr(t, ctx, "#rollout-panel", "data-status", "Cancelled", 60*time.Second)
@@ -139,6 +140,26 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("the page shows pause %q after the conflict, want the current PT1S", v)
 	}
 	shot(t, ctx, "07-conflict")
+
+	// Per-instance actions: choose a cell, protect it; its boot log.
+	nav(t, ctx, base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web", "#cell-1")
+	run(t, ctx, "choose cell 1", clickLive("#cell-1"))
+	if v := eval[string](t, ctx, `document.getElementById('instance').value`); v != "1" {
+		t.Fatalf("choosing cell 1 put %q in the instance field", v)
+	}
+	if f := submit(t, ctx, "protect", nil, chromedp.Click(chromedp.CSS(`#instance-actions button[value="protect"]`))); !strings.Contains(f, "protect instance 1: accepted") {
+		t.Fatalf("after Protect: %q", f)
+	}
+	waitAttr(t, ctx, "#cell-1", "data-protected", "true", 30*time.Second)
+	if m := e.Do(http.MethodGet, path+"/virtualMachines/1", nil).Map(); dig(m, "properties", "protectionPolicy", "protectFromScaleIn") != true {
+		t.Fatalf("instance 1 after Protect: %v", dig(m, "properties", "protectionPolicy"))
+	}
+	submit(t, ctx, "boot log", set(clickLive("#cell-1")), chromedp.Click(chromedp.CSS("#bootlog-form button")))
+	if h := text(t, ctx, "h1"); !strings.Contains(h, "Boot log of web instance 1") {
+		t.Fatalf("boot log page: %q", h)
+	}
+	shot(t, ctx, "07b-bootlog")
+	nav(t, ctx, base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web", "#grid")
 
 	// CSRF: a POST from the signed-in page without the session's token is
 	// refused and changes nothing.
@@ -271,3 +292,25 @@ func tenant(t *testing.T, e *testenv.Env, id, sub string) string {
 }
 
 func set(a ...chromedp.Action[chromedp.Void]) []chromedp.Action[chromedp.Void] { return a }
+
+// clickLive clicks an element of a live region (the heatmap, the rollout
+// panel) in one step in the page: server-sent events replace those nodes,
+// so a query-then-click from outside can find its node gone.
+func clickLive(sel string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		for {
+			ok, err := chromedp.Evaluate[bool](fmt.Sprintf(`(function(){var e=document.querySelector(%q); if(!e||e.disabled) return false; e.focus(); e.click(); return true})()`, sel))(ctx, tg)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: not present or disabled: %w", sel, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}

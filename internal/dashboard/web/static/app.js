@@ -46,6 +46,8 @@
     if (!cell) { return; }
     var input = document.getElementById('instance');
     if (input) { input.value = cell.dataset.id; markSelected(); }
+    var boot = document.getElementById('bootlog-instance');
+    if (boot) { boot.value = cell.dataset.id; }
   });
 
   document.addEventListener('keydown', function (e) {
