@@ -187,20 +187,35 @@ func (o *Ops[T]) Create(ctx context.Context, spec driver.Spec, steps CreateSteps
 	return o.StartLocked(ctx, in)
 }
 
+// lockIdle locks the instance for an operation (the caller unlocks
+// in.base().Op) and cancels a pending crash restart.
+func (o *Ops[T]) lockIdle(ctx context.Context, id string) (T, error) {
+	in, err := o.Tab.Lock(ctx, id)
+	if err != nil {
+		return in, err
+	}
+	in.base().CancelRestart()
+	return in, nil
+}
+
+// guestState reads whether the guest runs and the desired power.
+func (o *Ops[T]) guestState(in T) (running bool, desired driver.Power) {
+	b := in.base()
+	b.Mu.Lock()
+	defer b.Mu.Unlock()
+	return o.Guest.Running(in), in.Common().Desired
+}
+
 // Start boots a stopped or deallocated instance on its existing disk.
 // Starting a running instance does nothing; starting one whose guest is
 // between crash restarts restarts it now.
 func (o *Ops[T]) Start(ctx context.Context, id string) (driver.Status, error) {
-	in, err := o.Tab.Lock(ctx, id)
+	in, err := o.lockIdle(ctx, id)
 	if err != nil {
 		return driver.Status{}, err
 	}
-	b := in.base()
-	defer b.Op.Unlock()
-	b.CancelRestart()
-	b.Mu.Lock()
-	running, desired := o.Guest.Running(in), in.Common().Desired
-	b.Mu.Unlock()
+	defer in.base().Op.Unlock()
+	running, desired := o.guestState(in)
 	if running {
 		if desired != driver.PowerRunning {
 			Update(in, func(st *State) { st.Desired = driver.PowerRunning })
@@ -263,16 +278,12 @@ func (o *Ops[T]) Deallocate(ctx context.Context, id string) (driver.Status, erro
 }
 
 func (o *Ops[T]) powerOff(ctx context.Context, id string, target, transient driver.Power, graceful bool) (driver.Status, error) {
-	in, err := o.Tab.Lock(ctx, id)
+	in, err := o.lockIdle(ctx, id)
 	if err != nil {
 		return driver.Status{}, err
 	}
-	b := in.base()
-	defer b.Op.Unlock()
-	b.CancelRestart()
-	b.Mu.Lock()
-	running, desired := o.Guest.Running(in), in.Common().Desired
-	b.Mu.Unlock()
+	defer in.base().Op.Unlock()
+	running, desired := o.guestState(in)
 	done := desired != driver.PowerRunning // stopped: nothing to do
 	if target == driver.PowerDeallocated {
 		done = desired == driver.PowerDeallocated
@@ -313,16 +324,12 @@ func (o *Ops[T]) PowerOffLocked(ctx context.Context, in T, target, transient dri
 // Restart stops the instance gracefully and starts it again (a stopped
 // instance is just started).
 func (o *Ops[T]) Restart(ctx context.Context, id string) (driver.Status, error) {
-	in, err := o.Tab.Lock(ctx, id)
+	in, err := o.lockIdle(ctx, id)
 	if err != nil {
 		return driver.Status{}, err
 	}
-	b := in.base()
-	defer b.Op.Unlock()
-	b.CancelRestart()
-	b.Mu.Lock()
-	running := o.Guest.Running(in)
-	b.Mu.Unlock()
+	defer in.base().Op.Unlock()
+	running, _ := o.guestState(in)
 	if err := o.Guest.Admit(in); err != nil {
 		return o.Status(in), err
 	}
@@ -414,13 +421,12 @@ func (o *Ops[T]) Reimage(ctx context.Context, spec driver.Spec, steps ReimageSte
 // what the instance held. Deleting an unknown ID returns an error wrapping
 // driver.ErrNotFound.
 func (o *Ops[T]) Delete(ctx context.Context, id string) error {
-	in, err := o.Tab.Lock(ctx, id)
+	in, err := o.lockIdle(ctx, id)
 	if err != nil {
 		return err
 	}
 	b := in.base()
 	defer b.Op.Unlock()
-	b.CancelRestart()
 	// Record the intent first: if vmssd dies before the directory is gone,
 	// Recover must not start the guest again.
 	b.Mu.Lock()
