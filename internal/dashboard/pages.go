@@ -124,6 +124,7 @@ type SetView struct {
 	Approvals                           []string
 	Heatmap                             template.HTML
 	Rollout                             template.HTML
+	LBs                                 []LBView
 }
 
 func (d *Dashboard) setPage(w http.ResponseWriter, r *http.Request, s *session, op bool) {
@@ -149,6 +150,11 @@ func (d *Dashboard) setPage(w http.ResponseWriter, r *http.Request, s *session, 
 		return
 	}
 	v.Heatmap, v.Rollout = hm, ro
+	if ids := lbIDs(set); len(ids) > 0 {
+		if cells, err := c.cells(ctx, ref); err == nil {
+			v.LBs = d.lbViews(ctx, c, set, cells)
+		}
+	}
 	d.page(w, r, http.StatusOK, "set", s, pageData{Title: ref.Name, Operator: op, Body: v})
 }
 
