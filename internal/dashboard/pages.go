@@ -611,15 +611,18 @@ func (d *Dashboard) imagesTable(ctx context.Context, c client) (Table, error) {
 }
 
 func quotasTable(ctx context.Context, c client) (Table, error) {
-	t := Table{Heading: "Quotas", Cols: []string{"Subscription", "Quota"}}
+	t := Table{Heading: "Quotas", Cols: []string{"Subscription", "vCPUs used / quota", "Instances used / quota", "Scale sets used / quota", "Storage bytes used / quota"}}
 	var out struct{ Value []map[string]any }
 	if _, err := c.call(ctx, http.MethodGet, withAPI("/providers/vmssd.Admin/quotas", adminAPI), nil, nil, &out); err != nil {
 		return t, err
 	}
 	for _, v := range out.Value {
-		name, _ := v["name"].(string)
-		b, _ := json.Marshal(v["properties"])
-		t.Rows = append(t.Rows, []string{name, string(b)})
+		u, _ := v["usage"].(map[string]any)
+		pair := func(used, quota string) string {
+			return cmpOr(str(u, used), "0") + " / " + cmpOr(str(v, quota), "0")
+		}
+		t.Rows = append(t.Rows, []string{str(v, "subscriptionId"), pair("vcpus", "vcpus"), pair("instances", "instances"),
+			pair("scaleSets", "scaleSets"), pair("storageBytes", "storageBytes")})
 	}
 	return t, nil
 }

@@ -188,6 +188,14 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("the images page lacks the demo image 1.1.0: %s", s)
 	}
 
+	nav(t, ctx, base+"/ui/admin/hosts", "#admin-table")
+	if s := text(t, ctx, "#admin-table"); !strings.Contains(s, "local") {
+		t.Errorf("the hosts page lacks host local: %s", s)
+	}
+	nav(t, ctx, base+"/ui/admin/quotas", "#admin-table")
+	if s := text(t, ctx, "#admin-table"); !strings.Contains(s, e.Sub) {
+		t.Errorf("the quotas page lacks the default subscription: %s", s)
+	}
 	nav(t, ctx, base+"/ui/admin/marketplace", "#items")
 	if n := eval[int](t, ctx, `document.querySelectorAll('#items button').length`); n == 0 {
 		t.Errorf("the marketplace page lists no local gallery item (the default one is preloaded): %s", text(t, ctx, "#items"))
