@@ -39,16 +39,22 @@ func (s staticCred) GetToken(context.Context, policy.TokenRequestOptions) (azcor
 	return azcore.AccessToken{Token: string(s), ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
-// apiRecorder remembers the api-version of every Microsoft.Compute request
-// the pipeline sends (it runs after the APIVersion override policy).
+// apiRecorder remembers the api-version of every request to its provider
+// (path, lower case; default Microsoft.Compute) the pipeline sends (it runs
+// after the APIVersion override policy).
 type apiRecorder struct {
+	provider string
 	mu       sync.Mutex
 	versions map[string]int
 }
 
 func (r *apiRecorder) Do(req *policy.Request) (*http.Response, error) {
 	u := req.Raw().URL
-	if strings.Contains(strings.ToLower(u.Path), "/providers/microsoft.compute/") {
+	provider := r.provider
+	if provider == "" {
+		provider = "/providers/microsoft.compute/"
+	}
+	if strings.Contains(strings.ToLower(u.Path), provider) {
 		r.mu.Lock()
 		if r.versions == nil {
 			r.versions = map[string]int{}
@@ -92,6 +98,15 @@ func coreOptions(e *testenv.Env) azcore.ClientOptions {
 	}
 }
 
+// pinnedOptions are the ARM client options for vmssd with requests pinned to
+// apiVersion (unless "") and recorded by rec.
+func pinnedOptions(e *testenv.Env, apiVersion string, rec policy.Policy) *arm.ClientOptions {
+	co := coreOptions(e)
+	co.APIVersion = apiVersion
+	co.PerCallPolicies = []policy.Policy{rec}
+	return &arm.ClientOptions{ClientOptions: co, DisableRPRegistration: true}
+}
+
 // clients are the SDK clients a scenario uses.
 type clients struct {
 	sets   *armcompute.VirtualMachineScaleSetsClient
@@ -106,10 +121,7 @@ type clients struct {
 func newClients(t *testing.T, e *testenv.Env, cred azcore.TokenCredential, apiVersion string) *clients {
 	t.Helper()
 	rec := &apiRecorder{}
-	co := coreOptions(e)
-	co.APIVersion = apiVersion
-	co.PerCallPolicies = []policy.Policy{rec}
-	f, err := armcompute.NewClientFactory(server.DefaultSubscriptionID, cred, &arm.ClientOptions{ClientOptions: co, DisableRPRegistration: true})
+	f, err := armcompute.NewClientFactory(server.DefaultSubscriptionID, cred, pinnedOptions(e, apiVersion, rec))
 	if err != nil {
 		t.Fatalf("armcompute client factory: %v", err)
 	}

@@ -8,13 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
@@ -24,25 +22,6 @@ import (
 	"github.com/vmssd/vmssd/internal/server"
 	"github.com/vmssd/vmssd/internal/testenv"
 )
-
-// netRecorder remembers the api-versions of Microsoft.Network requests.
-type netRecorder struct {
-	mu       sync.Mutex
-	versions map[string]bool
-}
-
-func (r *netRecorder) Do(req *policy.Request) (*http.Response, error) {
-	u := req.Raw().URL
-	if strings.Contains(strings.ToLower(u.Path), "/providers/microsoft.network/") {
-		r.mu.Lock()
-		if r.versions == nil {
-			r.versions = map[string]bool{}
-		}
-		r.versions[u.Query().Get("api-version")] = true
-		r.mu.Unlock()
-	}
-	return req.Next()
-}
 
 type netClients struct {
 	vnets   *armnetwork.VirtualNetworksClient
@@ -54,16 +33,13 @@ type netClients struct {
 	nsgs    *armnetwork.SecurityGroupsClient
 	rules   *armnetwork.SecurityRulesClient
 	nics    *armnetwork.InterfacesClient
-	rec     *netRecorder
+	rec     *apiRecorder
 }
 
 func newNetClients(t *testing.T, e *testenv.Env, cred azcore.TokenCredential, apiVersion string) *netClients {
 	t.Helper()
-	rec := &netRecorder{}
-	co := coreOptions(e)
-	co.APIVersion = apiVersion
-	co.PerCallPolicies = []policy.Policy{rec}
-	f, err := armnetwork.NewClientFactory(server.DefaultSubscriptionID, cred, &arm.ClientOptions{ClientOptions: co, DisableRPRegistration: true})
+	rec := &apiRecorder{provider: "/providers/microsoft.network/"}
+	f, err := armnetwork.NewClientFactory(server.DefaultSubscriptionID, cred, pinnedOptions(e, apiVersion, rec))
 	if err != nil {
 		t.Fatalf("armnetwork client factory: %v", err)
 	}
@@ -92,11 +68,7 @@ func TestNetworkSDK(t *testing.T) {
 			nc := newNetClients(t, e, cred, tc.pin)
 			cc := newClients(t, e, cred, "")
 			runNetworkScenario(t, e, nc, cc)
-			got := []string{}
-			for v := range nc.rec.versions {
-				got = append(got, v)
-			}
-			if !slices.Equal(got, []string{tc.want}) {
+			if got := nc.rec.seen(); !slices.Equal(got, []string{tc.want}) {
 				t.Errorf("Microsoft.Network api-versions sent: %v, want only %s", got, tc.want)
 			}
 		})
