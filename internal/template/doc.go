@@ -30,5 +30,6 @@
 // of the offending value and, for templates parsed from bytes, its line and
 // column; Error.ARM converts them to the service's error vocabulary.
 //
-// The package is not yet wired into the server.
+// The deployments executor (package deploy) drives it for the deployments
+// API and gallery items.
 package template
