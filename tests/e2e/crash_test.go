@@ -223,20 +223,44 @@ func checkExact(t *testing.T, e *testenv.Env, dataDir string, n int, version str
 // to succeed. It returns a client of the restarted server and the data dir.
 func crashDuring(t *testing.T, delay time.Duration, act func(e *testenv.Env) *testenv.Response) (*testenv.Env, string) {
 	t.Helper()
-	dataDir := t.TempDir()
-	t.Cleanup(func() { testenv.KillInstances(dataDir) })
-	addr := freePort(t)
-	p := startProc(t, dataDir, addr)
-	e := attach(t, dataDir, p.url)
-	e.CreateRG("rg")
+	h, e := startCrashHost(t)
 	r := act(e)
 	time.Sleep(delay)
-	p.kill()
-
-	p = startProc(t, dataDir, addr)
-	e = attach(t, dataDir, p.url)
+	e, _ = h.crash()
 	waitOp(t, e, r) // the operation started before the crash completes
-	return e, dataDir
+	return e, h.dataDir
+}
+
+// crashHost is vmssd run as a process on a fresh data dir (its instances
+// are killed at the end of the test), to be SIGKILLed and restarted on the
+// same data dir and address.
+type crashHost struct {
+	t             testing.TB
+	dataDir, addr string
+	p             *proc
+}
+
+// startCrashHost starts vmssd and creates the resource group rg; it returns
+// a client of it.
+func startCrashHost(t testing.TB) (*crashHost, *testenv.Env) {
+	t.Helper()
+	h := &crashHost{t: t, dataDir: t.TempDir()}
+	t.Cleanup(func() { testenv.KillInstances(h.dataDir) })
+	h.addr = freePort(t)
+	h.p = startProc(t, h.dataDir, h.addr)
+	e := attach(t, h.dataDir, h.p.url)
+	e.CreateRG("rg")
+	return h, e
+}
+
+// crash SIGKILLs vmssd and starts it again; it returns a client of the new
+// process and when the old one died.
+func (h *crashHost) crash() (*testenv.Env, time.Time) {
+	h.t.Helper()
+	h.p.kill()
+	killed := time.Now()
+	h.p = startProc(h.t, h.dataDir, h.addr)
+	return attach(h.t, h.dataDir, h.p.url), killed
 }
 
 // createSet creates the scale set "ss" of n healthy instances on version.

@@ -18,21 +18,13 @@ import (
 func TestCrashDuringDeployment(t *testing.T) {
 	for _, delay := range []time.Duration{0, 30 * time.Millisecond, 200 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
-			dataDir := t.TempDir()
-			t.Cleanup(func() { testenv.KillInstances(dataDir) })
-			addr := freePort(t)
-			p := startProc(t, dataDir, addr)
-			e := attach(t, dataDir, p.url)
-			e.CreateRG("rg")
+			h, e := startCrashHost(t)
 			r := e.Do(http.MethodPut, depPath(e, "rg", "d"), depBody(readTemplate(t, "vmss-no-network.json"), demoParams("web", 6, nil)))
 			if r.Status != http.StatusCreated {
 				t.Fatalf("deploy: %d %s", r.Status, r.Body)
 			}
 			time.Sleep(delay)
-			p.kill()
-
-			p = startProc(t, dataDir, addr)
-			e = attach(t, dataDir, p.url)
+			e, _ = h.crash()
 			st, res := waitDeployment(t, e, r, 2*time.Minute)
 			if st != "Succeeded" {
 				t.Fatalf("deployment after the crash ended %s: %v", st, res)
@@ -46,7 +38,7 @@ func TestCrashDuringDeployment(t *testing.T) {
 			}
 			testenv.Eventually(t, 15*time.Second, "one guest process per instance", func() bool {
 				total := 0
-				for _, c := range guestProcesses(t, dataDir) {
+				for _, c := range guestProcesses(t, h.dataDir) {
 					total += c
 				}
 				return total == 6

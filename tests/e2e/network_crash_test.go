@@ -16,12 +16,7 @@ import (
 func TestCrashWithLoadBalancerServing(t *testing.T) {
 	for _, delay := range []time.Duration{0, 300 * time.Millisecond, 1500 * time.Millisecond} {
 		t.Run(delay.String(), func(t *testing.T) {
-			dataDir := t.TempDir()
-			t.Cleanup(func() { testenv.KillInstances(dataDir) })
-			addr := freePort(t)
-			p := startProc(t, dataDir, addr)
-			e := attach(t, dataDir, p.url)
-			e.CreateRG("rg")
+			h, e := startCrashHost(t)
 			s := createLB(t, e, "rg")
 			path := e.VMSSPath("rg", "web")
 			waitOp(t, e, e.Do(http.MethodPut, path, s.setBody(3, "1.0.0", "Manual")))
@@ -36,10 +31,7 @@ func TestCrashWithLoadBalancerServing(t *testing.T) {
 				t.Fatalf("scale-out: %d %s", r.Status, r.Body)
 			}
 			time.Sleep(delay)
-			p.kill()
-			killed := time.Now()
-			p = startProc(t, dataDir, addr)
-			e = attach(t, dataDir, p.url)
+			e, killed := h.crash()
 			waitOp(t, e, r)
 			vms := waitHealthy(t, e, "rg", "web", 6, 2*time.Minute)
 			testenv.Eventually(t, 30*time.Second, "6 instances answering through the frontend after the restart", func() bool {
