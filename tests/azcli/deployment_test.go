@@ -17,14 +17,7 @@ import (
 // parameters from a file and key=value, against vmssd as a registered
 // cloud with the hybrid profile.
 func TestAzDeploymentGroup(t *testing.T) {
-	requireTools(t)
-	e := testenv.Start(t, testenv.Options{})
-	proxy := startDeadProxy(t)
-	a := newAZ(t, proxy)
-	if out, errOut, err := a.shell(strings.Join(e.Server.AzureCLICommands(), "\n")); err != nil {
-		t.Fatalf("banner commands: %v\n%s%s", err, out, errOut)
-	}
-	a.setenv("REQUESTS_CA_BUNDLE", e.Server.CAFile)
+	e, _, a := startWithAZ(t)
 	e.CreateRG("rg")
 	tmpl, err := filepath.Abs(filepath.Join("..", "..", "testdata", "templates", "vmss-new-network.json"))
 	if err != nil {

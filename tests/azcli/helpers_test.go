@@ -125,6 +125,22 @@ func newAZ(t *testing.T, proxy *deadProxy) *az {
 	return &az{t: t, env: env, proxy: proxy}
 }
 
+// startWithAZ starts vmssd (the tools required) and an az that has run the
+// server's banner commands (vmssd registered as a cloud, the hybrid
+// profile) and trusts its CA.
+func startWithAZ(t *testing.T) (*testenv.Env, *deadProxy, *az) {
+	t.Helper()
+	requireTools(t)
+	e := testenv.Start(t, testenv.Options{})
+	proxy := startDeadProxy(t)
+	a := newAZ(t, proxy)
+	if out, errOut, err := a.shell(strings.Join(e.Server.AzureCLICommands(), "\n")); err != nil {
+		t.Fatalf("banner commands: %v\n%s%s", err, out, errOut)
+	}
+	a.setenv("REQUESTS_CA_BUNDLE", e.Server.CAFile)
+	return e, proxy, a
+}
+
 // setenv adds or replaces a variable.
 func (a *az) setenv(k, v string) {
 	a.env = append(a.env, k+"="+v) // the last one wins in exec

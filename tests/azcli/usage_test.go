@@ -12,14 +12,7 @@ import (
 // TestAzVMListUsage: az vm list-usage reads the subscription's quotas and
 // usage (GET .../locations/{l}/usages) as it does from Azure.
 func TestAzVMListUsage(t *testing.T) {
-	requireTools(t)
-	e := testenv.Start(t, testenv.Options{})
-	proxy := startDeadProxy(t)
-	a := newAZ(t, proxy)
-	if out, errOut, err := a.shell(strings.Join(e.Server.AzureCLICommands(), "\n")); err != nil {
-		t.Fatalf("banner commands: %v\n%s%s", err, out, errOut)
-	}
-	a.setenv("REQUESTS_CA_BUNDLE", e.Server.CAFile)
+	e, _, a := startWithAZ(t)
 	if r := e.Do(http.MethodPut, "/providers/vmssd.Admin/quotas/"+e.Sub+"?api-version=2015-12-01-preview", map[string]any{"vcpus": 12}); r.Status != http.StatusOK {
 		t.Fatalf("set quota: %d %s", r.Status, r.Body)
 	}

@@ -120,14 +120,7 @@ func whoIs(addr string) (string, error) {
 // and, once the load balancer has an Http probe and a rule to port 80,
 // the rule's frontend port reaches them all. Then az vmss delete. Under --profile latest, Debian's az fails on the client.
 func TestAzVMSSCreate(t *testing.T) {
-	requireTools(t)
-	e := testenv.Start(t, testenv.Options{})
-	proxy := startDeadProxy(t)
-	a := newAZ(t, proxy)
-	if out, errOut, err := a.shell(strings.Join(e.Server.AzureCLICommands(), "\n")); err != nil {
-		t.Fatalf("banner commands: %v\n%s%s", err, out, errOut)
-	}
-	a.setenv("REQUESTS_CA_BUNDLE", e.Server.CAFile)
+	e, proxy, a := startWithAZ(t)
 	a.run("group", "create", "-n", "rg1", "-l", "local", "-o", "none")
 	image := []string{"--image", "vmssd:demo:guest:1.0.0", "--admin-username", "azureuser"}
 
