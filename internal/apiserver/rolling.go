@@ -189,21 +189,19 @@ func approveRollout(ro *model.Rollout, setName string, now time.Time) error {
 	return nil
 }
 
-func (s *Server) cancelRollingUpgrade(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ref := s.ref(rc)
+// rolloutLRO answers a POST that changes the latest rollout: edit changes
+// it (see editLatestRollout) and returns the operation to record, which the
+// 202 answer names.
+func (s *Server) rolloutLRO(w http.ResponseWriter, r *http.Request, rc *reqCtx, edit func(set *model.ScaleSet, ro *model.Rollout) (*model.Operation, error)) error {
 	if _, err := readBody(r); err != nil {
 		return err
 	}
 	var op *model.Operation
-	_, err := s.editLatestRollout(r.Context(), ref, func(set *model.ScaleSet, ro *model.Rollout) ([]store.Op, error) {
-		if ro == nil || !ro.Active() {
-			return nil, errs.New(errs.Conflict, "OperationNotAllowed", "There is no ongoing Rolling Upgrade to cancel on the scale set '%s'.", set.Name)
+	_, err := s.editLatestRollout(r.Context(), s.ref(rc), func(set *model.ScaleSet, ro *model.Rollout) ([]store.Op, error) {
+		var err error
+		if op, err = edit(set, ro); err != nil {
+			return nil, err
 		}
-		op = s.rolloutOperation("vmss.cancelRollingUpgrade", set)
-		now := s.opts.Now()
-		ro.CancelRequested = true
-		ro.LastAction, ro.LastActionTime = "Cancel", now
-		ro.CancelOperations = append(ro.CancelOperations, op.ID)
 		return []store.Op{state.PutOp(model.OperationKey(op.ID), op)}, nil
 	})
 	if err != nil {
@@ -212,6 +210,20 @@ func (s *Server) cancelRollingUpgrade(w http.ResponseWriter, r *http.Request, rc
 	s.lroHeaders(w, r, op, rc.api)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+func (s *Server) cancelRollingUpgrade(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+	return s.rolloutLRO(w, r, rc, func(set *model.ScaleSet, ro *model.Rollout) (*model.Operation, error) {
+		if ro == nil || !ro.Active() {
+			return nil, errs.New(errs.Conflict, "OperationNotAllowed", "There is no ongoing Rolling Upgrade to cancel on the scale set '%s'.", set.Name)
+		}
+		op := s.rolloutOperation("vmss.cancelRollingUpgrade", set)
+		now := s.opts.Now()
+		ro.CancelRequested = true
+		ro.LastAction, ro.LastActionTime = "Cancel", now
+		ro.CancelOperations = append(ro.CancelOperations, op.ID)
+		return op, nil
+	})
 }
 
 // approveRollingUpgrade (vmssd, beyond Azure) lets a rollout stopped at an
@@ -235,26 +247,15 @@ func (s *Server) approveRollingUpgrade(w http.ResponseWriter, r *http.Request, r
 // an approval: 202 and an operation, which has succeeded once the gate is
 // passed.
 func (s *Server) approveRollingUpgradeLRO(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
-	ref := s.ref(rc)
-	if _, err := readBody(r); err != nil {
-		return err
-	}
-	var op *model.Operation
-	_, err := s.editLatestRollout(r.Context(), ref, func(set *model.ScaleSet, ro *model.Rollout) ([]store.Op, error) {
+	return s.rolloutLRO(w, r, rc, func(set *model.ScaleSet, ro *model.Rollout) (*model.Operation, error) {
 		now := s.opts.Now()
 		if err := approveRollout(ro, set.Name, now); err != nil {
 			return nil, err
 		}
-		op = s.rolloutOperation("vmss.approveRollingUpgrade", set)
+		op := s.rolloutOperation("vmss.approveRollingUpgrade", set)
 		op.Status, op.End = arm.StatusSucceeded, &now
-		return []store.Op{state.PutOp(model.OperationKey(op.ID), op)}, nil
+		return op, nil
 	})
-	if err != nil {
-		return err
-	}
-	s.lroHeaders(w, r, op, rc.api)
-	w.WriteHeader(http.StatusAccepted)
-	return nil
 }
 
 func (s *Server) latestRollingUpgrade(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
