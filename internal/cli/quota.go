@@ -111,12 +111,21 @@ func (r *rootOptions) printQuota(q *adminQuota) error {
 	})
 }
 
-// subscriptionOr returns id, or the configured subscription.
-func subscriptionOr(c *connection, id string) (string, error) {
-	if strings.TrimSpace(id) != "" {
-		return id, nil
+// connectQuota connects and names the subscription a quota command is
+// about: id, or the configured subscription.
+func (r *rootOptions) connectQuota(id string) (*connection, string, error) {
+	c, err := r.connect()
+	if err != nil {
+		return nil, "", err
 	}
-	return c.sub()
+	if strings.TrimSpace(id) != "" {
+		return c, id, nil
+	}
+	sub, err := c.sub()
+	if err != nil {
+		return nil, "", err
+	}
+	return c, sub, nil
 }
 
 type quotaSetOptions struct {
@@ -169,11 +178,7 @@ func (o *quotaSetOptions) Validate() error {
 }
 
 func (o *quotaSetOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
-	if err != nil {
-		return err
-	}
-	id, err := subscriptionOr(c, o.id)
+	c, id, err := o.root.connectQuota(o.id)
 	if err != nil {
 		return err
 	}
@@ -193,33 +198,19 @@ func (o *quotaSetOptions) Run(ctx context.Context) error {
 	return o.root.printQuota(&out)
 }
 
-type quotaShowOptions struct {
-	root *rootOptions
-	id   string
-}
-
 func newQuotaShowCommand(root *rootOptions) *cobra.Command {
-	o := &quotaShowOptions{root: root}
+	var id string
 	cmd := &cobra.Command{Use: "show [--id SUBSCRIPTION]", Short: "Show a subscription's quota and usage", Args: noArgs}
-	cmd.Flags().StringVar(&o.id, "id", "", "subscription id (default: the configured subscription)")
-	return bind(root, cmd, o)
-}
-
-func (o *quotaShowOptions) Complete(context.Context, []string) error { return nil }
-func (o *quotaShowOptions) Validate() error                          { return nil }
-
-func (o *quotaShowOptions) Run(ctx context.Context) error {
-	c, err := o.root.connect()
-	if err != nil {
-		return err
-	}
-	id, err := subscriptionOr(c, o.id)
-	if err != nil {
-		return err
-	}
-	var out adminQuota
-	if err := c.adminGet(ctx, quotaPath(id), apiVMSSDAdmin, &out); err != nil {
-		return err
-	}
-	return o.root.printQuota(&out)
+	cmd.Flags().StringVar(&id, "id", "", "subscription id (default: the configured subscription)")
+	return bind(root, cmd, &funcRunner{run: func(ctx context.Context) error {
+		c, id, err := root.connectQuota(id)
+		if err != nil {
+			return err
+		}
+		var out adminQuota
+		if err := c.adminGet(ctx, quotaPath(id), apiVMSSDAdmin, &out); err != nil {
+			return err
+		}
+		return root.printQuota(&out)
+	}})
 }
