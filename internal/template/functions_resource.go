@@ -93,13 +93,9 @@ func resourceFunctions() map[string]builtin {
 			return nil, errorf("the template function 'managementGroup' is not expected at this location: the deployment is not at management group scope")
 		}},
 		"resourceId": {min: 2, max: -1, fn: func(s *scope, _ string, a []any) (any, error) {
-			parts, err := allStrings(a)
+			parts, ti, err := typedIDParts(a, 2, "the resource type must be one of the first three arguments and contain a namespace, as in 'Microsoft.Network/virtualNetworks'")
 			if err != nil {
 				return nil, err
-			}
-			ti := typeArgIndex(parts)
-			if ti < 0 || ti > 2 {
-				return nil, errorf("the resource type must be one of the first three arguments and contain a namespace, as in 'Microsoft.Network/virtualNetworks'")
 			}
 			sub, rg := s.st.env.Subscription.SubscriptionID, ""
 			if s.st.env.ResourceGroup != nil {
@@ -118,13 +114,9 @@ func resourceFunctions() map[string]builtin {
 			return providerID(prefix, parts[ti], parts[ti+1:])
 		}},
 		"subscriptionResourceId": {min: 2, max: -1, fn: func(s *scope, _ string, a []any) (any, error) {
-			parts, err := allStrings(a)
+			parts, ti, err := typedIDParts(a, 1, "the resource type must be the first or second argument")
 			if err != nil {
 				return nil, err
-			}
-			ti := typeArgIndex(parts)
-			if ti < 0 || ti > 1 {
-				return nil, errorf("the resource type must be the first or second argument")
 			}
 			sub := s.st.env.Subscription.SubscriptionID
 			if ti == 1 {
@@ -319,6 +311,21 @@ func (s *scope) expandedTarget(target string) (*Resource, error) {
 		return nil, errRuntime
 	}
 	return s.st.resolveTarget(target)
+}
+
+// typedIDParts reads the string arguments of resourceId() or
+// subscriptionResourceId() and finds the resource type among the first
+// maxIndex+1 of them; badType is the error when it is not there.
+func typedIDParts(a []any, maxIndex int, badType string) ([]string, int, error) {
+	parts, err := allStrings(a)
+	if err != nil {
+		return nil, 0, err
+	}
+	ti := typeArgIndex(parts)
+	if ti < 0 || ti > maxIndex {
+		return nil, 0, errorf("%s", badType)
+	}
+	return parts, ti, nil
 }
 
 // fnList is every list*() function: listKeys(resourceId, apiVersion, [body]).
