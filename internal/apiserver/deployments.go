@@ -260,16 +260,26 @@ type depRequest struct {
 	} `json:"properties"`
 }
 
-// readDeploymentBody reads a deployment request (templates may be larger
-// than other ARM bodies).
-func readDeploymentBody(r *http.Request) (*depRequest, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxTemplateBody))
+// readLimited reads a request body of at most limit bytes; what names it in
+// the error when it is larger.
+func readLimited(r *http.Request, limit int64, what string) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errs.New(errs.TooLarge, "RequestEntityTooLarge", "The deployment request is larger than %d bytes.", maxTemplateBody)
+			return nil, errs.New(errs.TooLarge, "RequestEntityTooLarge", "The %s is larger than %d bytes.", what, limit)
 		}
 		return nil, errs.New(errs.Invalid, "InvalidRequestContent", "The request content could not be read.").Wrap(err)
+	}
+	return b, nil
+}
+
+// readDeploymentBody reads a deployment request (templates may be larger
+// than other ARM bodies).
+func readDeploymentBody(r *http.Request) (*depRequest, error) {
+	b, err := readLimited(r, maxTemplateBody, "deployment request")
+	if err != nil {
+		return nil, err
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return nil, errs.New(errs.Invalid, "InvalidRequestContent", "The request content was invalid and could not be deserialized: the body is empty.")

@@ -406,13 +406,9 @@ const maxBody = 1 << 20
 
 // readBody reads a JSON body; empty bodies give nil.
 func readBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	b, err := readLimited(r, maxBody, "request body")
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, errs.New(errs.TooLarge, "RequestEntityTooLarge", "The request body is larger than %d bytes.", maxBody)
-		}
-		return nil, errs.New(errs.Invalid, "InvalidRequestContent", "The request content could not be read.").Wrap(err)
+		return nil, err
 	}
 	if len(strings.TrimSpace(string(b))) == 0 {
 		return nil, nil
