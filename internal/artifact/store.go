@@ -195,12 +195,19 @@ func (s *Store) ImportWith(ctx context.Context, r io.Reader, opts ImportOptions)
 
 	h := sha256.New()
 	src := &boundedReader{ctx: ctx, r: r, max: s.limits.MaxArtifactBytes}
-	n, err := io.Copy(io.MultiWriter(f, h), src)
+	sw, err := NewSparseWriter(f)
+	if err != nil {
+		return Imported{}, err
+	}
+	n, err := io.Copy(io.MultiWriter(sw, h), src)
 	if err != nil {
 		if errors.Is(err, errStreamTooLarge) {
 			return Imported{}, fmt.Errorf("%w: %w: artifact exceeds %d bytes", ErrInvalid, ErrTooLarge, s.limits.MaxArtifactBytes)
 		}
 		return Imported{}, fmt.Errorf("artifact: import: %w", err)
+	}
+	if err := sw.Finish(); err != nil {
+		return Imported{}, err
 	}
 	d := digestFromHash(h)
 	if s.Has(d) {
@@ -301,8 +308,14 @@ func (s *Store) validate(ctx context.Context, f io.ReadSeeker, lim Limits) (Mani
 		if e.name != want || e.kind != kindFile {
 			return nil
 		}
-		_, err := io.Copy(disk, content)
-		return err
+		sw, err := NewSparseWriter(disk)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(sw, content); err != nil {
+			return err
+		}
+		return sw.Finish()
 	})
 	if err != nil {
 		return Manifest{}, Stats{}, err
@@ -752,7 +765,7 @@ func (x *extractor) extract(e entry, content io.Reader) error {
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(f, content)
+		n, err := copySparse(f, content)
 		if err == nil && n != e.size {
 			err = fmt.Errorf("%w: %s: short file (%d of %d bytes)", ErrInvalid, e.name, n, e.size)
 		}

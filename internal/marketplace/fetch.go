@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/vmssd/vmssd/internal/artifact"
 )
 
 // Download errors.
@@ -192,10 +194,19 @@ func (f *Fetcher) attempt(ctx context.Context, u *url.URL, p Product, part strin
 	default:
 		return res, fmt.Errorf("%w: GET %s: %s", ErrUpstream, u.Redacted(), resp.Status)
 	}
-	w := &progressWriter{w: io.MultiWriter(fh, h), done: have, progress: progress}
+	// Zero blocks are left as holes; on a failed copy what arrived is
+	// still kept (Finish) so that a retry resumes after it.
+	sw, err := artifact.NewSparseWriter(fh)
+	if err != nil {
+		return res, err
+	}
+	w := &progressWriter{w: io.MultiWriter(sw, h), done: have, progress: progress}
 	n, err := io.Copy(w, io.LimitReader(resp.Body, p.SizeBytes-have+1))
 	res.added = n
 	progress(have + n)
+	if ferr := sw.Finish(); err == nil {
+		err = ferr
+	}
 	if err != nil {
 		return res, err
 	}

@@ -48,7 +48,12 @@ type Product struct {
 	SKU         string `json:"sku,omitempty"`
 	Version     string `json:"version"`
 	OSType      string `json:"osType,omitempty"`
-	SizeBytes   int64  `json:"sizeBytes"`
+	// SizeBytes is the logical size of the bytes (what is downloaded).
+	SizeBytes int64 `json:"sizeBytes"`
+	// OnDiskBytes, in views of a local store (never in an upstream's
+	// catalog), is the space the stored bytes take: less than SizeBytes
+	// where zero blocks are holes of a sparse file; zero when not stored.
+	OnDiskBytes int64 `json:"onDiskBytes,omitempty"`
 	// SHA256 is the lowercase hex sha256 of the downloaded bytes.
 	SHA256 string `json:"sha256"`
 	// URL is where the bytes are, absolute or relative to index.json.

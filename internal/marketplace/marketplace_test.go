@@ -17,6 +17,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/vmssd/vmssd/internal/artifact"
 )
 
 func validImage() Product {
@@ -287,4 +289,36 @@ func TestFetchResumesAndVerifies(t *testing.T) {
 		t.Errorf("404: %v", err)
 	}
 	_ = filepath.Join
+}
+
+// TestFetchWritesHoles: a mostly zero download, interrupted at an
+// unaligned offset and resumed, is stored sparse and reads back identical.
+func TestFetchWritesHoles(t *testing.T) {
+	body := make([]byte, 16<<20)
+	copy(body, "header")
+	copy(body[9<<20:], bytes.Repeat([]byte{0x5A}, 10<<10))
+	body[len(body)-1] = 1
+	rs := &rangeServer{body: body, cut: 300<<10 + 7}
+	srv := httptest.NewServer(rs)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL + "/blob")
+	f := &Fetcher{Dir: t.TempDir(), Backoff: 1}
+	p := product(body)
+	path, err := f.Fetch(context.Background(), u, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.ranges) != 2 {
+		t.Fatalf("ranges %q: want an interrupted and a resumed request", rs.ranges)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, body) {
+		t.Fatal("fetched bytes differ")
+	}
+	disk, err := artifact.OnDiskBytes(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if disk > 1<<20 {
+		t.Fatalf("%d logical bytes take %d on disk: not sparse", len(body), disk)
+	}
 }

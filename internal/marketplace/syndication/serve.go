@@ -40,6 +40,9 @@ func (s *Service) CatalogHandler(key string) http.Handler {
 				http.Error(w, "catalog unavailable", http.StatusInternalServerError)
 				return
 			}
+			for i := range ix.Products {
+				ix.Products[i].OnDiskBytes = 0 // this store's detail, not the catalog's
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
 			_ = json.NewEncoder(w).Encode(ix)

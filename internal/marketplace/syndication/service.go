@@ -168,7 +168,27 @@ func (s *Service) Products(ctx context.Context) (*marketplace.Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.fetchIndex(ctx, r)
+	ix, err := s.fetchIndex(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ix.Products {
+		ix.Products[i].OnDiskBytes = s.onDisk(ix.Products[i].SHA256)
+	}
+	return ix, nil
+}
+
+// onDisk is the space the local copy of sha256 hex h takes (0 if none).
+func (s *Service) onDisk(h string) int64 {
+	path, ok := s.blobFile(h)
+	if !ok {
+		return 0
+	}
+	n, err := artifact.OnDiskBytes(path)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // Job is a download (or import) of products, followed through the API.
@@ -525,7 +545,7 @@ func (s *Service) LocalIndex(ctx context.Context) (*marketplace.Index, error) {
 		}
 		ix.Products = append(ix.Products, marketplace.Product{Kind: marketplace.KindImage, Name: marketplace.ImageName(v.Publisher, v.Offer, v.SKU, v.Version),
 			Publisher: v.Publisher, Offer: v.Offer, SKU: v.SKU, Version: v.Version, OSType: v.OSType,
-			SizeBytes: size, SHA256: d.Hex(), URL: marketplace.BlobPath(d.Hex())})
+			SizeBytes: size, OnDiskBytes: s.onDisk(d.Hex()), SHA256: d.Hex(), URL: marketplace.BlobPath(d.Hex())})
 	}
 	its, err := s.Items(ctx)
 	if err != nil {
@@ -533,7 +553,7 @@ func (s *Service) LocalIndex(ctx context.Context) (*marketplace.Index, error) {
 	}
 	for _, it := range its {
 		ix.Products = append(ix.Products, marketplace.Product{Kind: marketplace.KindGalleryItem, Name: it.Name, DisplayName: it.DisplayName,
-			Publisher: it.Publisher, Offer: it.Offer, Version: it.Version, SizeBytes: it.SizeBytes, SHA256: it.SHA256, URL: marketplace.BlobPath(it.SHA256)})
+			Publisher: it.Publisher, Offer: it.Offer, Version: it.Version, SizeBytes: it.SizeBytes, OnDiskBytes: s.onDisk(it.SHA256), SHA256: it.SHA256, URL: marketplace.BlobPath(it.SHA256)})
 	}
 	slices.SortStableFunc(ix.Products, func(a, b marketplace.Product) int { return strings.Compare(a.Kind, b.Kind) })
 	return ix, nil
