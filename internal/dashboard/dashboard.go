@@ -154,7 +154,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op := d.isOperator(r.Context(), s)
-	if r.Method == http.MethodPost && path != "/ui/logout" && !strings.HasPrefix(path, "/ui/admin/") && !refOf(r).valid() {
+	if r.Method == http.MethodPost && path != "/ui/logout" && path != "/ui/create" && !strings.HasPrefix(path, "/ui/admin/") && !refOf(r).valid() {
 		d.page(w, r, http.StatusNotFound, "error", s, pageData{Title: "Not found", Operator: op, Error: "No such scale set."})
 		return
 	}
@@ -171,6 +171,8 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.bootLog(w, r, s, op)
 	case r.Method == http.MethodGet && path == "/ui/events":
 		d.events(w, r, s)
+	case r.Method == http.MethodPost && path == "/ui/create":
+		d.createSet(w, r, s)
 	case r.Method == http.MethodPost && path == "/ui/scale":
 		d.scale(w, r, s)
 	case r.Method == http.MethodPost && path == "/ui/model":

@@ -52,12 +52,21 @@ var funcs = template.FuncMap{
 
 // home lists the scale sets the principal can see.
 func (d *Dashboard) home(w http.ResponseWriter, r *http.Request, s *session, op bool) {
-	sets, err := d.client(s).listSets(r.Context())
-	pd := pageData{Title: "Scale sets", Operator: op, Body: groupSets(sets)}
+	c := d.client(s)
+	sets, err := c.listSets(r.Context())
+	cv := c.createOptions(r.Context(), "")
+	cv.CSRF = s.csrf
+	pd := pageData{Title: "Scale sets", Operator: op, Body: HomeView{Groups: groupSets(sets), Create: cv}}
 	if err != nil {
 		pd.Error = err.Error()
 	}
 	d.page(w, r, http.StatusOK, "home", s, pd)
+}
+
+// HomeView is the home page: the picker and the create form.
+type HomeView struct {
+	Groups []Group
+	Create CreateView
 }
 
 // Group is a resource group's scale sets in the picker.
@@ -125,6 +134,7 @@ type SetView struct {
 	Heatmap                             template.HTML
 	Rollout                             template.HTML
 	LBs                                 []LBView
+	Create                              CreateView
 }
 
 func (d *Dashboard) setPage(w http.ResponseWriter, r *http.Request, s *session, op bool) {
@@ -144,6 +154,8 @@ func (d *Dashboard) setPage(w http.ResponseWriter, r *http.Request, s *session, 
 	v := SetView{Ref: ref, Query: ref.Query(), Groups: groupSets(sets), ETag: etag, Location: deref(set.Location),
 		Modes: []string{"Manual", "Automatic", "Rolling"}, Approvals: []string{"none", "firstBatch", "eachBatch"}}
 	fillModel(&v, set)
+	v.Create = c.createOptions(ctx, ref.Sub)
+	v.Create.CSRF, v.Create.Back = s.csrf, "/ui/set?"+ref.Query()
 	hm, ro, err := d.fragments(ctx, c, ref, s.csrf)
 	if err != nil {
 		d.page(w, r, http.StatusInternalServerError, "error", s, pageData{Title: "Error", Operator: op, Error: err.Error()})
@@ -317,6 +329,13 @@ func (d *Dashboard) fragments(ctx context.Context, c client, ref SetRef, csrf st
 // done records an action's outcome in the activity log and the session's
 // status line, then sends the browser back to the set.
 func (d *Dashboard) done(w http.ResponseWriter, r *http.Request, s *session, ref SetRef, what string, err error) {
+	id := d.record(s, ref, what, err)
+	http.Redirect(w, r, "/ui/set?"+ref.Query()+"&status="+strconv.FormatInt(id, 10), http.StatusSeeOther)
+}
+
+// record adds an action's outcome to the activity log, with the status
+// line the session sees, and returns its id.
+func (d *Dashboard) record(s *session, ref SetRef, what string, err error) int64 {
 	e := Entry{Time: d.opts.Now(), Who: s.identity.ClientID, Sub: ref.Sub, Action: what, Target: ref.String(), OK: err == nil}
 	msg := what + ": accepted"
 	if err != nil {
@@ -332,8 +351,7 @@ func (d *Dashboard) done(w http.ResponseWriter, r *http.Request, s *session, ref
 		}
 	}
 	e.Status = msg
-	id := d.activity.add(e)
-	http.Redirect(w, r, "/ui/set?"+ref.Query()+"&status="+strconv.FormatInt(id, 10), http.StatusSeeOther)
+	return d.activity.add(e)
 }
 
 func (d *Dashboard) scale(w http.ResponseWriter, r *http.Request, s *session) {

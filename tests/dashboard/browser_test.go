@@ -340,7 +340,11 @@ func submit(t *testing.T, ctx context.Context, what string, before []chromedp.Ac
 			// accepted action regardless; its answer is the session's status
 			// line on the page.
 			t.Logf("%s: %s; reading the outcome from the activity log", what, href)
-			nav(t, ctx, back[:strings.Index(back, "/ui/")]+"/ui/activity", "#activity")
+			u, err := url.Parse(back)
+			if err != nil {
+				t.Fatalf("%s: page address %q: %v", what, back, err)
+			}
+			nav(t, ctx, u.Scheme+"://"+u.Host+"/ui/activity", "#activity")
 			v, err := chromedp.Run(c, chromedp.Evaluate[string](`document.querySelector('#activity tbody tr').dataset.status || "-"`))
 			if err != nil {
 				t.Fatalf("%s: activity log: %v", what, err)

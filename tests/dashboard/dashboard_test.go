@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,8 @@ const (
 )
 
 // TestDashboard walks the dashboard as a user would, in a real Chromium:
-// sign in, open a scale set made through the API, scale, change the model,
+// sign in, create a scale set with the form (a name the API refuses
+// first), scale, change the model,
 // upgrade update domain 0 from its row, run a rolling upgrade through an
 // approval gate, cancel another, hit a concurrent edit, be refused without
 // a CSRF token, and, as a tenant, see neither the operator's set nor the
@@ -29,11 +31,7 @@ func TestDashboard(t *testing.T) {
 	e := testenv.Start(t, testenv.Options{})
 	ctx := browser(t, e)
 	base := e.Server.URL
-	e.CreateRG("rg")
 	path := e.VMSSPath("rg", "web")
-	body := testenv.VMSSBody(3, "1.0.0", "Manual")
-	body["properties"].(map[string]any)["upgradePolicy"].(map[string]any)["rollingUpgradePolicy"] = map[string]any{"maxBatchInstancePercent": 50}
-	waitDone(t, e, e.Do(http.MethodPut, path, body))
 	running := func(c domCell) bool { return c.Power == "running" }
 
 	// Sign in with the credentials the server wrote.
@@ -52,8 +50,62 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("the session cookie is readable by scripts (not HttpOnly): %q", cookieFlags)
 	}
 
-	// The picker lists the set made through the API; open it.
-	run(t, ctx, "open the set", chromedp.Click(chromedp.CSS("a.setlink")), chromedp.WaitVisible(chromedp.ID("grid")))
+	// Create the scale set with the form: first in a new resource group
+	// typed in, with a name the API refuses (its ARM error is shown and
+	// logged, and no set is made), then right, picking that group.
+	run(t, ctx, "create form", chromedp.WaitVisible(chromedp.ID("create-form")))
+	if n := eval[int](t, ctx, `[...document.querySelectorAll('#new-image option')].filter(o => o.value === 'vmssd:demo:guest:1.0.0').length`); n != 1 {
+		t.Fatalf("the image list lacks vmssd:demo:guest:1.0.0")
+	}
+	// (The page is new after each answer: the fields left empty are.)
+	fill := func(pick, newRG, name string) []chromedp.Action[chromedp.Void] {
+		field := chromedp.SetValue(chromedp.ID("new-rg"), pick)
+		if newRG != "" {
+			field = chromedp.SetValue(chromedp.ID("new-rg-name"), newRG)
+		}
+		return set(
+			field,
+			chromedp.SetValue(chromedp.ID("new-name"), name),
+			chromedp.SetValue(chromedp.ID("new-image"), "vmssd:demo:guest:1.0.0"),
+			chromedp.SetValue(chromedp.ID("new-capacity"), "3"),
+			chromedp.SetValue(chromedp.ID("new-size"), "Standard_A1"),
+			chromedp.SetValue(chromedp.ID("new-mode"), "Manual"),
+		)
+	}
+	if f := submit(t, ctx, "create with a bad name", fill("", "rg", "bad name!"), chromedp.Click(chromedp.ID("create"))); !strings.Contains(f, "create scale set bad name! failed: InvalidParameter") || !strings.Contains(f, "is not valid") {
+		t.Fatalf("after Create with an invalid name: %q", f)
+	}
+	run(t, ctx, "form again", chromedp.WaitVisible(chromedp.ID("create-form")))
+	shot(t, ctx, "00-create-refused")
+	if r := e.Do(http.MethodGet, e.VMSSPath("rg", url.PathEscape("bad name!")), nil); r.Status < 400 {
+		t.Fatalf("the refused set exists: %d", r.Status)
+	}
+	// The typed group was created; this time pick it from the list.
+	if n := eval[int](t, ctx, fmt.Sprintf(`[...document.querySelectorAll('#new-rg option')].filter(o => o.value === %q).length`, e.Sub+"/rg")); n != 1 {
+		t.Fatalf("the resource group picker lacks the new group rg")
+	}
+	if f := submit(t, ctx, "create", fill(e.Sub+"/rg", "", "web"), chromedp.Click(chromedp.ID("create"))); !strings.Contains(f, "create scale set web: accepted") {
+		t.Fatalf("after Create: %q", f)
+	}
+	if href := eval[string](t, ctx, `location.href`); strings.Contains(href, "/ui/set?") {
+		run(t, ctx, "the new set's page", chromedp.WaitVisible(chromedp.ID("grid")))
+	} else { // submit read the outcome from the activity log (a dropped navigation)
+		nav(t, ctx, base+"/ui/set?sub="+e.Sub+"&rg=rg&name=web", "#grid")
+	}
+	if r := e.Do(http.MethodGet, e.RGPath("rg"), nil); r.Status != http.StatusOK {
+		t.Fatalf("the new resource group: %d %s", r.Status, r.Body)
+	}
+	m := e.Do(http.MethodGet, path, nil).Map()
+	if dig(m, "sku", "name") != "Standard_A1" || dig(m, "sku", "capacity") != float64(3) || dig(m, "properties", "upgradePolicy", "mode") != "Manual" ||
+		dig(m, "properties", "virtualMachineProfile", "storageProfile", "imageReference", "version") != "1.0.0" {
+		t.Fatalf("the set made by the form: %v", m)
+	}
+	for deadline := time.Now().Add(90 * time.Second); dig(e.Do(http.MethodGet, path, nil).Map(), "properties", "provisioningState") != "Succeeded"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new set is %v", dig(e.Do(http.MethodGet, path, nil).Map(), "properties", "provisioningState"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	checkHeatmap(t, ctx, e, path, "01-created", running)
 
 	// Scale 3 -> 4.
@@ -91,6 +143,7 @@ func TestDashboard(t *testing.T) {
 	if f := submit(t, ctx, "rolling model", set(
 		chromedp.SetValue(chromedp.ID("mode"), "Rolling"),
 		chromedp.SetValue(chromedp.ID("approval"), "firstBatch"),
+		chromedp.SetValue(chromedp.ID("batch"), "50"),
 		chromedp.SetValue(chromedp.ID("version"), "1.0.0"),
 	), chromedp.Click(chromedp.ID("update-model"))); !strings.Contains(f, "accepted") {
 		t.Fatalf("after Update model (Rolling): %q", f)
@@ -177,7 +230,7 @@ func TestDashboard(t *testing.T) {
 	// The activity log has every action with its outcome.
 	nav(t, ctx, base+"/ui/activity", "#activity")
 	act := text(t, ctx, "#activity")
-	for _, want := range []string{"scale to 4", "upgrade UD 0", "rolling upgrade: approve", "rolling upgrade: cancel", "PreconditionFailed"} {
+	for _, want := range []string{"create resource group rg", "create scale set web", "create scale set bad name!", "InvalidParameter", "scale to 4", "upgrade UD 0", "rolling upgrade: approve", "rolling upgrade: cancel", "PreconditionFailed"} {
 		if !strings.Contains(act, want) {
 			t.Errorf("activity log lacks %q:\n%s", want, act)
 		}

@@ -86,7 +86,7 @@ func TestSessionHTTP(t *testing.T) {
 	// Every POST needs the session's token.
 	e.CreateRG("rg")
 	form := url.Values{"sub": {e.Sub}, "rg": {"rg"}, "name": {"web"}, "capacity": {"1"}}
-	for _, p := range []string{"/ui/scale", "/ui/model", "/ui/action", "/ui/rollout", "/ui/logout"} {
+	for _, p := range []string{"/ui/scale", "/ui/model", "/ui/action", "/ui/rollout", "/ui/create", "/ui/logout"} {
 		if r := post(p, form); r.StatusCode != http.StatusForbidden {
 			t.Errorf("POST %s without the token: %d, want 403", p, r.StatusCode)
 		}
@@ -107,6 +107,29 @@ func TestSessionHTTP(t *testing.T) {
 	_, body = get("/ui/activity")
 	if !strings.Contains(body, "ResourceNotFound") && !strings.Contains(body, "NotFound") {
 		t.Errorf("the activity log lacks the API's error: %s", body)
+	}
+
+	// Create a scale set over the subscription's instance quota: the
+	// API's refusal comes back to the form's page and the activity log,
+	// and no set is made.
+	if r := e.Do(http.MethodPut, "/providers/vmssd.Admin/quotas/"+e.Sub+"?api-version=2015-12-01-preview", map[string]any{"instances": 2}); r.Status != http.StatusOK {
+		t.Fatalf("quota: %d %s", r.Status, r.Body)
+	}
+	create := url.Values{"csrf": {tok}, "sub": {e.Sub}, "rg": {e.Sub + "/rg"}, "name": {"big"}, "image": {"vmssd:demo:guest:1.0.0"},
+		"capacity": {"3"}, "size": {"Standard_A1"}, "mode": {"Manual"}}
+	r = post("/ui/create", create)
+	loc := r.Header.Get("Location")
+	if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/?status=") {
+		t.Fatalf("POST /ui/create over quota: %d to %q, want a redirect to the form", r.StatusCode, loc)
+	}
+	if _, body = get(loc); !strings.Contains(body, `id="flash"`) || !strings.Contains(body, "create scale set big failed: OperationNotAllowed") || !strings.Contains(body, `id="create-form"`) {
+		t.Fatalf("the page after a refused create lacks the ARM error or the form: %s", between(body, `<main`, `</main>`))
+	}
+	if _, body = get("/ui/activity"); !strings.Contains(body, "create scale set big") || !strings.Contains(body, "OperationNotAllowed") {
+		t.Errorf("the activity log lacks the refused create: %s", body)
+	}
+	if ar := e.Do(http.MethodGet, e.VMSSPath("rg", "big"), nil); ar.Status != http.StatusNotFound {
+		t.Errorf("the refused set: GET %d, want 404", ar.Status)
 	}
 
 	// ARM paths are untouched: an unknown one is still an ARM error.
