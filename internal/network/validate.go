@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/model"
+	"github.com/vmssd/vmssd/internal/nsg"
 )
 
 // NameRE is what Microsoft.Network accepts as a resource or part name.
@@ -277,6 +278,13 @@ func ValidateNSG(ref model.NetRef, g *armnetwork.SecurityGroup) error {
 				return errs.New(errs.Invalid, "SecurityRuleInvalidAddressPrefix", "Security rule %s has invalid address prefix %s.", rid, *v).WithTarget(target + ".properties")
 			}
 		}
+	}
+	// What Azure accepts but the host cannot enforce (IPv6 prefixes, say)
+	// is refused here: an NSG the enforcer cannot compile would leave its
+	// instances unfiltered.
+	grp := nsg.FromARM(ref.ID(), g)
+	if _, err := nsg.Translate(&grp, nil, nsg.Env{}); err != nil {
+		return errs.New(errs.Invalid, "SecurityRuleNotSupported", "Network security group %s cannot be enforced by this cloud: %v.", ref.ID(), err).WithTarget("properties.securityRules")
 	}
 	return nil
 }

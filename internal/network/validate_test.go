@@ -96,6 +96,7 @@ func TestValidateNSG(t *testing.T) {
 		{"port", rule("a", "Inbound", "100", "70000", "*"), "SecurityRuleInvalidPortRange"},
 		{"port range", rule("a", "Inbound", "100", "90-80", "*"), "SecurityRuleInvalidPortRange"},
 		{"address", rule("a", "Inbound", "100", "22", "10.0.0.0/40"), "SecurityRuleInvalidAddressPrefix"},
+		{"ipv6 not enforceable", rule("a", "Inbound", "100", "22", "2001:db8::/32"), "SecurityRuleNotSupported"},
 		{"dup name", rule("a", "Inbound", "100", "22", "*") + "," + rule("a", "Inbound", "101", "22", "*"), "DuplicateResourceName"},
 	} {
 		wantCode(t, tc.name, ValidateNSG(ref, mustJSON[armnetwork.SecurityGroup](t, `{"properties":{"securityRules":[`+tc.rules+`]}}`)), tc.code)
