@@ -38,10 +38,16 @@ var b64 = base64.RawURLEncoding
 // platforms (crypto/rand does not fail); it is kept for callers' sake.
 func NewSecret() (string, error) {
 	b := make([]byte, secretBytes)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
+	for {
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		// A secret is passed on command lines (az login -p "$SECRET"):
+		// one that starts with '-' would read as an option there.
+		if s := b64.EncodeToString(b); s[0] != '-' {
+			return s, nil
+		}
 	}
-	return b64.EncodeToString(b), nil
 }
 
 // HashSecret returns the form in which secret is stored:

@@ -8,7 +8,8 @@ import (
 
 func TestNewSecret(t *testing.T) {
 	seen := map[string]bool{}
-	for range 100 {
+	// 1,000 secrets: without the guard, about 16 would start with '-'.
+	for range 1000 {
 		s, err := NewSecret()
 		if err != nil {
 			t.Fatal(err)
@@ -16,6 +17,9 @@ func TestNewSecret(t *testing.T) {
 		raw, err := base64.RawURLEncoding.DecodeString(s)
 		if err != nil || len(raw) != 32 {
 			t.Fatalf("secret %q: decoded %d bytes, err %v; want 32 base64url bytes", s, len(raw), err)
+		}
+		if s[0] == '-' {
+			t.Fatalf("secret %q starts with '-': az login -p would read it as an option", s)
 		}
 		if seen[s] {
 			t.Fatalf("secret %q generated twice", s)
