@@ -15,6 +15,7 @@ import (
 	"github.com/vmssd/vmssd/api/arm"
 	"github.com/vmssd/vmssd/internal/errs"
 	"github.com/vmssd/vmssd/internal/host"
+	"github.com/vmssd/vmssd/internal/metrics"
 	"github.com/vmssd/vmssd/internal/model"
 	"github.com/vmssd/vmssd/internal/state"
 	"github.com/vmssd/vmssd/internal/store"
@@ -31,21 +32,6 @@ var powerDisplay = map[string]string{
 	"deallocating": "VM deallocating", "deallocated": "VM deallocated", "unknown": "VM status unknown",
 }
 
-// powerOf is the instance's power state as ARM shows it.
-func powerOf(inst *model.Instance, obs host.Observed, ok bool) string {
-	switch {
-	case ok:
-		return string(obs.Power)
-	case inst.Deleting:
-		return "stopping"
-	case !inst.Placed:
-		return "starting"
-	case inst.Power == model.PowerDeallocated:
-		return "deallocated"
-	}
-	return "unknown"
-}
-
 // instanceView builds the instance view of one instance.
 func (s *Server) instanceViewOf(inst *model.Instance) *armcompute.VirtualMachineScaleSetVMInstanceView {
 	obs, ok := s.opts.Observer.Observe(inst)
@@ -59,7 +45,7 @@ func (s *Server) instanceViewOf(inst *model.Instance) *armcompute.VirtualMachine
 	if inst.Error != nil {
 		psStatus.Message = ptr(inst.Error.Code + ": " + inst.Error.Message)
 	}
-	power := powerOf(inst, obs, ok)
+	power := metrics.PowerState(inst, obs, ok)
 	iv := &armcompute.VirtualMachineScaleSetVMInstanceView{
 		PlatformFaultDomain:  ptr(int32(inst.FaultDomain)),
 		PlatformUpdateDomain: ptr(int32(inst.UpdateDomain)),
@@ -281,7 +267,7 @@ func (s *Server) scaleSetInstanceView(w http.ResponseWriter, r *http.Request, rc
 	for _, inst := range insts {
 		obs, ok := s.opts.Observer.Observe(inst)
 		counts["ProvisioningState/"+strings.ToLower(inst.ProvisioningState)]++
-		counts["PowerState/"+powerOf(inst, obs, ok)]++
+		counts["PowerState/"+metrics.PowerState(inst, obs, ok)]++
 		h := host.HealthUnknown
 		if ok {
 			h = obs.Health

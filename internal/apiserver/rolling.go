@@ -378,28 +378,26 @@ type historyRollback struct {
 	RollbackError *arm.ErrorDetail `json:"rollbackError,omitempty"`
 }
 
-func ptrTo[T any](v T) *T { return &v }
-
 func renderPolicy(p model.RollingPolicy) *armcompute.RollingUpgradePolicy {
 	return &armcompute.RollingUpgradePolicy{
-		MaxBatchInstancePercent:               ptrTo(int32(p.MaxBatchInstancePercent)),
-		MaxUnhealthyInstancePercent:           ptrTo(int32(p.MaxUnhealthyInstancePercent)),
-		MaxUnhealthyUpgradedInstancePercent:   ptrTo(int32(p.MaxUnhealthyUpgradedInstancePercent)),
-		PauseTimeBetweenBatches:               ptrTo(model.FormatISODuration(p.PauseTimeBetweenBatches)),
-		PrioritizeUnhealthyInstances:          ptrTo(p.PrioritizeUnhealthyInstances),
-		RollbackFailedInstancesOnPolicyBreach: ptrTo(p.RollbackFailedInstancesOnPolicyBreach),
-		MaxSurge:                              ptrTo(p.MaxSurge),
-		EnableCrossZoneUpgrade:                ptrTo(p.EnableCrossZoneUpgrade),
+		MaxBatchInstancePercent:               ptr(int32(p.MaxBatchInstancePercent)),
+		MaxUnhealthyInstancePercent:           ptr(int32(p.MaxUnhealthyInstancePercent)),
+		MaxUnhealthyUpgradedInstancePercent:   ptr(int32(p.MaxUnhealthyUpgradedInstancePercent)),
+		PauseTimeBetweenBatches:               ptr(model.FormatISODuration(p.PauseTimeBetweenBatches)),
+		PrioritizeUnhealthyInstances:          ptr(p.PrioritizeUnhealthyInstances),
+		RollbackFailedInstancesOnPolicyBreach: ptr(p.RollbackFailedInstancesOnPolicyBreach),
+		MaxSurge:                              ptr(p.MaxSurge),
+		EnableCrossZoneUpgrade:                ptr(p.EnableCrossZoneUpgrade),
 	}
 }
 
 func renderProgress(ro *model.Rollout) *armcompute.RollingUpgradeProgressInfo {
 	p := rollout.ProgressOf(ro)
 	return &armcompute.RollingUpgradeProgressInfo{
-		SuccessfulInstanceCount: ptrTo(int32(p.Successful)),
-		FailedInstanceCount:     ptrTo(int32(p.Failed)),
-		InProgressInstanceCount: ptrTo(int32(p.InProgress)),
-		PendingInstanceCount:    ptrTo(int32(p.Pending)),
+		SuccessfulInstanceCount: ptr(int32(p.Successful)),
+		FailedInstanceCount:     ptr(int32(p.Failed)),
+		InProgressInstanceCount: ptr(int32(p.InProgress)),
+		PendingInstanceCount:    ptr(int32(p.Pending)),
 	}
 }
 
@@ -427,10 +425,10 @@ func (s *Server) renderRolling(ro *model.Rollout) rollingStatus {
 		FailedInstances: ro.Failed, RolledBack: ro.RolledBack,
 	}
 	if b := ro.Current(); b != nil {
-		d.CurrentBatch, d.UpdateDomain = b.IDs, ptrTo(b.UpdateDomain)
+		d.CurrentBatch, d.UpdateDomain = b.IDs, ptr(b.UpdateDomain)
 	}
 	if ro.Active() && !ro.PauseUntil.IsZero() {
-		d.PauseUntil = ptrTo(ro.PauseUntil)
+		d.PauseUntil = ptr(ro.PauseUntil)
 	}
 	start, lastTime := ro.Started, ro.LastActionTime
 	return rollingStatus{
@@ -439,7 +437,7 @@ func (s *Server) renderRolling(ro *model.Rollout) rollingStatus {
 		Properties: rollingStatusProps{
 			Policy: renderPolicy(ro.Policy),
 			RunningStatus: &armcompute.RollingUpgradeRunningStatus{
-				Code: ptrTo(armcompute.RollingUpgradeStatusCode(ro.Status)), StartTime: &start,
+				Code: ptr(armcompute.RollingUpgradeStatusCode(ro.Status)), StartTime: &start,
 				LastAction: &last, LastActionTime: &lastTime,
 			},
 			Progress: renderProgress(ro),

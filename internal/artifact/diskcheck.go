@@ -2,6 +2,7 @@ package artifact
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,7 +64,7 @@ func ParseDiskInfo(out []byte, declared string, maxVirtual int64) (DiskInfo, err
 	}
 	for _, img := range chain {
 		if img.BackingFilename != "" || img.FullBackingFilename != "" || img.BackingFormat != "" {
-			return bad("it names a backing file (%q): disks must be self-contained", truncate(cmpOr(img.BackingFilename, img.FullBackingFilename)))
+			return bad("it names a backing file (%q): disks must be self-contained", truncate(cmp.Or(img.BackingFilename, img.FullBackingFilename)))
 		}
 		if fs := img.FormatSpecific; fs != nil && fs.Data.DataFile != "" {
 			return bad("it names an external data file (%q): disks must be self-contained", truncate(fs.Data.DataFile))
@@ -91,13 +92,6 @@ func ParseDiskInfo(out []byte, declared string, maxVirtual int64) (DiskInfo, err
 		return DiskInfo{}, fmt.Errorf("%w: %w: disk: virtual size %d bytes exceeds %d bytes", ErrInvalid, ErrTooLarge, img.VirtualSize, maxVirtual)
 	}
 	return img, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // diskInspectTimeout bounds one qemu-img info.

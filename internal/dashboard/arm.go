@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -224,7 +225,7 @@ func cellOf(vm *armcompute.VirtualMachineScaleSetVM, ips map[string]string) Cell
 		c.Protected = pp.ProtectFromScaleIn != nil && *pp.ProtectFromScaleIn || pp.ProtectFromScaleSetActions != nil && *pp.ProtectFromScaleSetActions
 	}
 	if p.StorageProfile != nil && p.StorageProfile.ImageReference != nil {
-		c.Version = cmpOr(deref(p.StorageProfile.ImageReference.ExactVersion), deref(p.StorageProfile.ImageReference.Version))
+		c.Version = cmp.Or(deref(p.StorageProfile.ImageReference.ExactVersion), deref(p.StorageProfile.ImageReference.Version))
 	}
 	if iv := p.InstanceView; iv != nil {
 		if iv.PlatformUpdateDomain != nil {

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/url"
@@ -146,7 +147,7 @@ func parseCreate(form url.Values) (createRequest, *armError) {
 	if val("size") == "" {
 		return bad("choose a VM size")
 	}
-	mode := cmpOr(val("mode"), "Manual")
+	mode := cmp.Or(val("mode"), "Manual")
 	prefix := computerPrefix(req.Ref.Name)
 	req.Body = map[string]any{
 		"sku": map[string]any{"name": val("size"), "capacity": n},

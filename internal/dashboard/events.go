@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"html/template"
@@ -205,7 +206,7 @@ func (d *Dashboard) hostsTable(ctx context.Context) (Table, error) {
 			sz = append(sz, fmt.Sprintf("%s×%d", k, v))
 		}
 		sort.Strings(sz)
-		t.Rows = append(t.Rows, []string{cmpOr(n, "(unplaced)"), fmt.Sprint(a.n), fmt.Sprint(a.run), fmt.Sprint(a.off), strings.Join(sz, " ")})
+		t.Rows = append(t.Rows, []string{cmp.Or(n, "(unplaced)"), fmt.Sprint(a.n), fmt.Sprint(a.run), fmt.Sprint(a.off), strings.Join(sz, " ")})
 	}
 	return t, nil
 }

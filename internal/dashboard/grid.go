@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -45,7 +46,7 @@ func (c Cell) Glyph() string {
 
 // Label is the cell's accessible description and hover text.
 func (c Cell) Label() string {
-	s := fmt.Sprintf("Instance %s: %s, health %s, version %s", c.ID, c.Power, c.Health, cmpOr(c.Version, "unknown"))
+	s := fmt.Sprintf("Instance %s: %s, health %s, version %s", c.ID, c.Power, c.Health, cmp.Or(c.Version, "unknown"))
 	if c.IP != "" {
 		s += ", private IP " + c.IP
 	}
@@ -57,13 +58,6 @@ func (c Cell) Label() string {
 	}
 	if c.Prov != "" && c.Prov != "Succeeded" {
 		s += ", provisioning " + c.Prov
-	}
-	return s
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
 	}
 	return s
 }
@@ -91,7 +85,7 @@ func BuildGrid(cells []Cell) Grid {
 	fdSet, udSet := map[int]bool{}, map[int]bool{}
 	for _, c := range cells {
 		fdSet[c.FD], udSet[c.UD] = true, true
-		g.Versions[cmpOr(c.Version, "unknown")]++
+		g.Versions[cmp.Or(c.Version, "unknown")]++
 	}
 	for fd := range fdSet {
 		g.FDs = append(g.FDs, fd)

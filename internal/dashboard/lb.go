@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -90,7 +91,7 @@ func (d *Dashboard) lbViews(ctx context.Context, c client, set *armcompute.Virtu
 						}
 					}
 				}
-				v.Frontends = append(v.Frontends, deref(fe.Name)+": "+cmpOr(addr, "no address yet"))
+				v.Frontends = append(v.Frontends, deref(fe.Name)+": "+cmp.Or(addr, "no address yet"))
 			}
 			for _, r := range p.LoadBalancingRules {
 				if r.Properties == nil {

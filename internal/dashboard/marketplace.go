@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -49,7 +50,7 @@ func (d *Dashboard) marketplacePage(w http.ResponseWriter, r *http.Request, s *s
 		v.RegError = err.Error()
 	} else {
 		props, _ := reg["properties"].(map[string]any)
-		v.Registered = cmpOr(str(props, "url"), str(reg, "url"))
+		v.Registered = cmp.Or(str(props, "url"), str(reg, "url"))
 	}
 	var prods struct{ Value []mpProduct }
 	if _, err := c.call(ctx, http.MethodGet, withAPI(mpPath+"/products", adminAPI), nil, nil, &prods); err != nil {

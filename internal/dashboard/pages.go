@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -184,7 +185,7 @@ func fillModel(v *SetView, set *armcompute.VirtualMachineScaleSet) {
 			tags[k] = *val
 		}
 	}
-	v.Approval = cmpOr(tags["vmssd.rolling.approval"], "none")
+	v.Approval = cmp.Or(tags["vmssd.rolling.approval"], "none")
 	b, _ := json.Marshal(tags)
 	v.Tags = string(b)
 	p := set.Properties
@@ -637,7 +638,7 @@ func quotasTable(ctx context.Context, c client) (Table, error) {
 	for _, v := range out.Value {
 		u, _ := v["usage"].(map[string]any)
 		pair := func(used, quota string) string {
-			return cmpOr(str(u, used), "0") + " / " + cmpOr(str(v, quota), "0")
+			return cmp.Or(str(u, used), "0") + " / " + cmp.Or(str(v, quota), "0")
 		}
 		t.Rows = append(t.Rows, []string{str(v, "subscriptionId"), pair("vcpus", "vcpus"), pair("instances", "instances"),
 			pair("scaleSets", "scaleSets"), pair("storageBytes", "storageBytes")})

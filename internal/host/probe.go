@@ -31,7 +31,6 @@ const probeTimeout = time.Second
 // prober makes health probes.
 type prober struct {
 	client *http.Client
-	dialer *net.Dialer
 
 	mu sync.Mutex
 	// specs are the Application Health extension probes of instances
@@ -150,7 +149,7 @@ func newProber(timeout time.Duration) *prober {
 		MaxIdleConnsPerHost:   4,
 		ResponseHeaderTimeout: timeout,
 	}
-	return &prober{dialer: d, specs: map[string]ProbeSpec{}, fails: map[string]int{}, client: &http.Client{
+	return &prober{specs: map[string]ProbeSpec{}, fails: map[string]int{}, client: &http.Client{
 		Timeout:   timeout,
 		Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error {

@@ -225,8 +225,8 @@ func bounded(v string, allowed []string, other string) string {
 }
 
 // PowerState is the instance's power state as the API's instance view
-// shows it (apiserver's powerOf; the e2e metrics test checks they agree):
-// the host's observation, else what the records say.
+// shows it (the API renders it with this function too): the host's
+// observation, else what the records say.
 func PowerState(inst *model.Instance, obs host.Observed, ok bool) string {
 	switch {
 	case ok:

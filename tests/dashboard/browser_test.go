@@ -34,7 +34,7 @@ func browserB(t testing.TB, e *testenv.Env) context.Context {
 		p, lerr := exec.LookPath("chromium")
 		if lerr != nil {
 			if os.Getenv("VMSSD_E2E") == "1" {
-				t.Fatalf("chromium is required under VMSSD_E2E=1: %v", err)
+				t.Fatalf("chromium is required under VMSSD_E2E=1: %v", lerr)
 			}
 			t.Skip("chromium not installed")
 		}

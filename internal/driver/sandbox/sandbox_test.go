@@ -2,8 +2,10 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -97,8 +99,11 @@ func TestSpecDefaults(t *testing.T) {
 
 func TestGuestBindsStatic(t *testing.T) {
 	b, err := GuestBinds("/bin/busybox", "/.vmssd/guest")
+	if errors.Is(err, fs.ErrNotExist) && os.Getenv("VMSSD_E2E") != "1" {
+		t.Skip("no static busybox (apt-get install busybox-static):", err)
+	}
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	if len(b) != 1 || b[0].Dest != "/.vmssd/guest" {
 		t.Errorf("static binary binds %v, want only itself", b)
