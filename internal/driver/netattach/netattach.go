@@ -70,7 +70,7 @@ func Available() error {
 	if os.Geteuid() != 0 {
 		return errors.New("netattach: not root")
 	}
-	if _, err := netlink.LinkList(); err != nil {
+	if _, err := linkList(); err != nil {
 		return fmt.Errorf("netattach: netlink: %w", err)
 	}
 	return nil
@@ -200,7 +200,7 @@ func removeIfEmpty(name string) error {
 	if err != nil {
 		return nil // gone already
 	}
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return fmt.Errorf("netattach: %w", err)
 	}
@@ -426,7 +426,7 @@ func (nm Names) Sweep(keep []string, vm bool) ([]string, error) {
 	for _, id := range keep {
 		own[nm.Veth(id)], own[nm.peer(id)], own[nm.Tap(id)] = true, true, true
 	}
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return nil, fmt.Errorf("netattach: %w", err)
 	}
@@ -472,7 +472,7 @@ func (nm Names) Sweep(keep []string, vm bool) ([]string, error) {
 // Links returns this scope's links (bridges, veths, TAPs), for tests and
 // diagnostics.
 func (nm Names) Links() ([]string, error) {
-	links, err := netlink.LinkList()
+	links, err := linkList()
 	if err != nil {
 		return nil, fmt.Errorf("netattach: %w", err)
 	}
@@ -486,4 +486,17 @@ func (nm Names) Links() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// linkList lists the host's links. The kernel interrupts a dump that races
+// a concurrent change of the links (another instance attaching, say), and
+// netlink then returns ErrDumpInterrupted with partial results: such a
+// dump is taken again.
+func linkList() ([]netlink.Link, error) {
+	for i := 0; ; i++ {
+		links, err := netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == 9 {
+			return links, err
+		}
+	}
 }
